@@ -1,0 +1,110 @@
+# Custos — one entry point.
+#   make          build build/custosd, build/custos-agent, build/custosctl
+#   make run      install missing packages, build, start MariaDB + custosd + one agent
+#   make test     unit + integration tests, normal and sanitizer builds
+#   make bench    benchmarks (not part of make test)
+#
+# Sources are picked up by wildcard: a new .c file in lib/, db/, daemon/, agent/
+# or console/ is built without touching this file; tests/unit/test_NAME.c becomes
+# build/tests/test_NAME and links against every module library.
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := openssl libevent libevent_openssl libevent_pthreads libmariadb libconfig jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
+            -Wstrict-prototypes -Wmissing-prototypes -Wvla
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
+DEPFLAGS  = -MMD -MP
+
+LIB_SRC    := $(wildcard lib/*.c)
+DB_SRC     := $(wildcard db/*.c)
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
+CTL_SRC    := $(filter-out console/main.c,$(wildcard console/*.c))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_A    := $(BUILD)/libcustos.a
+DAEMON_A := $(BUILD)/libcustosd.a
+AGENT_A  := $(BUILD)/libagent.a
+CTL_A    := $(BUILD)/libctl.a
+ALL_A    := $(DAEMON_A) $(AGENT_A) $(CTL_A) $(LIB_A)
+
+PROGS := $(BUILD)/custosd $(BUILD)/custos-agent $(BUILD)/custosctl
+UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps run stop test unit integration asan bench clean check-config
+all: $(PROGS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC  $<"; $(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(LIB_A): $(call obj,$(LIB_SRC))
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(DAEMON_A): $(call obj,$(DAEMON_SRC) $(DB_SRC))
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(AGENT_A): $(call obj,$(AGENT_SRC))
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(CTL_A): $(call obj,$(CTL_SRC))
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+
+$(BUILD)/custosd: $(call obj,daemon/main.c) $(DAEMON_A) $(LIB_A)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/custos-agent: $(call obj,agent/main.c) $(AGENT_A) $(LIB_A)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/custosctl: $(call obj,console/main.c) $(CTL_A) $(LIB_A)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ALL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS) $(CMOCKA_LIBS)
+$(BUILD)/obj/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC  $<"; $(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+units: $(UNITS)
+
+deps:
+	@appliance/bootstrap.sh
+
+# Unit tests: every build/tests/test_* binary; cmocka prints its own summary.
+unit: $(PROGS) $(UNITS)
+	@tests/run-units.sh $(BUILD)
+
+integration: $(PROGS)
+	@CUSTOS_BUILD=$(BUILD) tests/integration/run.sh
+
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="-fsanitize=address,undefined" all units
+
+test: deps
+	@$(MAKE) --no-print-directory all units
+	@$(MAKE) --no-print-directory asan
+	@tests/run-all.sh
+
+run: deps all
+	@appliance/run.sh
+
+stop:
+	@appliance/run.sh stop
+
+bench: deps all
+	@tests/bench/run.sh
+
+check-config: all
+	$(BUILD)/custosd -t -c etc/custosd.conf
+	$(BUILD)/custos-agent -t -c etc/custos-agent.conf
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,529 @@
+/* client.c — the agent's event loop side: the mutual-TLS connection to the
+ * server (sync, events, keep-alive), the spool watcher and the wake-up
+ * listener. */
+#include "agent.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "conf.h"
+#include "evqueue.h"
+#include "frame.h"
+#include "log.h"
+#include "tls.h"
+#include "util.h"
+
+#define EVENTS_PER_MESSAGE 100
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+
+static void agent_connect(struct agent *a);
+
+static bool
+keep_connection(const struct agent *a)
+{
+	return conf_bool(a->cfg, "agent.keep_connection");
+}
+
+static void
+agent_send(struct agent *a, json_t *msg)
+{
+	char err[256];
+	if (a->bev == NULL || !a->connected) {
+		json_decref(msg);
+		return;
+	}
+	if (frame_encode(bufferevent_get_output(a->bev), msg, (size_t)conf_int(a->cfg, "agent.max_frame"),
+	    err, sizeof(err)) < 0)
+		log_warnx("client", "message not sent: %s", err);
+	json_decref(msg);
+}
+
+static void
+agent_disconnect(struct agent *a)
+{
+	if (a->bev) {
+		SSL *ssl = bufferevent_openssl_get_ssl(a->bev);
+		if (a->connected && ssl)
+			SSL_shutdown(ssl); /* close_notify: a clean goodbye */
+		bufferevent_free(a->bev);
+		a->bev = NULL;
+	}
+	a->connected = a->connecting = false;
+	if (a->sync_inflight) {
+		a->sync_inflight = false;
+		a->want_sync = true;
+	}
+	/* unacknowledged events stay queued and are sent again */
+	json_decref(a->inflight);
+	a->inflight = NULL;
+	event_del(a->keepalive_timer);
+}
+
+static void
+schedule(struct event *ev, int64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+	event_del(ev);
+	event_add(ev, &tv);
+}
+
+/* Something is still to be said to the server. */
+static bool
+agent_has_work(struct agent *a)
+{
+	return a->want_sync || a->sync_inflight || a->inflight || evq_count(a->q) > 0;
+}
+
+static void
+agent_retry_later(struct agent *a)
+{
+	if (!agent_has_work(a) && !keep_connection(a))
+		return;
+	uint32_t r = 0;
+	random_bytes(&r, sizeof(r));
+	int64_t delay = a->backoff_ms + (int64_t)(r % (uint32_t)(a->backoff_ms / 4 + 1));
+	a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
+	log_debug("client", "reconnecting in %lld ms", (long long)delay);
+	schedule(a->retry_timer, delay);
+}
+
+static void
+agent_maybe_close(struct agent *a)
+{
+	if (keep_connection(a) || a->sync_inflight || a->inflight || a->want_sync)
+		return;
+	if (evq_count(a->q) > 0)
+		return;
+	log_debug("client", "nothing more to send; closing the connection");
+	agent_disconnect(a);
+}
+
+static int64_t
+read_threats(struct agent *a)
+{
+	char path[4200];
+	if (agent_path(a, "threats_unresolved", path, sizeof(path)) < 0)
+		return 0;
+	char *t = file_read(path, 64, NULL);
+	int64_t n = t ? strtoll(t, NULL, 10) : 0;
+	free(t);
+	return n;
+}
+
+static void
+agent_send_sync(struct agent *a)
+{
+	a->pc.threats_unresolved = read_threats(a);
+	json_t *posture = posture_collect(&a->pc);
+	a->want_sync = false;
+	a->sync_inflight = true;
+	agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I}", "type", "sync", "posture",
+	    posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
+	    "agent_version", AGENT_VERSION, "queue_dropped", (json_int_t)evq_dropped(a->q),
+	    "wake_dropped", (json_int_t)a->wake_dropped));
+}
+
+static void
+agent_send_events(struct agent *a)
+{
+	if (!a->connected || a->inflight)
+		return;
+	json_t *events = evq_peek(a->q, EVENTS_PER_MESSAGE);
+	if (events == NULL || json_array_size(events) == 0) {
+		json_decref(events);
+		return;
+	}
+	json_t *ids = json_array();
+	size_t i;
+	json_t *ev;
+	json_array_foreach(events, i, ev)
+		json_array_append(ids, json_object_get(ev, "id"));
+	a->inflight = ids;
+	log_debug("client", "sending %zu event(s)", json_array_size(events));
+	agent_send(a, json_pack("{s:s, s:o}", "type", "events", "events", events));
+}
+
+static void
+handle_ack(struct agent *a, json_t *msg)
+{
+	json_t *ids = json_object_get(msg, "ids");
+	size_t n = json_array_size(ids);
+	const char **list = calloc(n + 1, sizeof(char *));
+	if (list == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		list[i] = json_string_value(json_array_get(ids, i));
+	size_t removed = evq_ack(a->q, list, n);
+	free(list);
+	a->events_acked += removed;
+	log_debug("client", "server committed %zu event(s)", removed);
+	json_decref(a->inflight);
+	a->inflight = NULL;
+	agent_send_events(a);
+}
+
+static void
+handle_message(struct agent *a, json_t *msg)
+{
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	if (type == NULL)
+		return;
+	if (strcmp(type, "sync_ok") == 0) {
+		json_int_t next = json_integer_value(json_object_get(msg, "next_sync"));
+		a->sync_inflight = false;
+		a->syncs_ok++;
+		a->backoff_ms = BACKOFF_MIN_MS;
+		if (next > 0)
+			a->sync_interval = next;
+		const char *name = json_string_value(json_object_get(msg, "name"));
+		log_info("client", "synced with the server (status %s); next sync in %lld s",
+		    json_string_value(json_object_get(msg, "status")) ?: "?", (long long)a->sync_interval);
+		if (name && strcmp(name, a->name) != 0)
+			str_copy(a->name, name, sizeof(a->name));
+		schedule(a->sync_timer, a->sync_interval * 1000);
+	} else if (strcmp(type, "ack") == 0) {
+		handle_ack(a, msg);
+	} else if (strcmp(type, "nack") == 0) {
+		json_int_t after = json_integer_value(json_object_get(msg, "retry_after"));
+		json_decref(a->inflight);
+		a->inflight = NULL;
+		log_info("client", "server could not store events yet; retrying in %lld s", (long long)after);
+		schedule(a->retry_timer, (after > 0 ? after : 5) * 1000);
+		return;
+	} else if (strcmp(type, "sync_now") == 0) {
+		log_info("client", "server asked for a sync");
+		agent_send_sync(a);
+	} else if (strcmp(type, "error") == 0) {
+		const char *code = json_string_value(json_object_get(msg, "code"));
+		log_warnx("client", "server error %s: %s", code ?: "?",
+		    json_string_value(json_object_get(msg, "message")) ?: "");
+		if (code && (strcmp(code, "unknown_host") == 0 || strcmp(code, "not_enrolled") == 0)) {
+			agent_disconnect(a);
+			return;
+		}
+		/* a rejected message is not retried in a loop; the sync timer goes on */
+		a->sync_inflight = false;
+		json_decref(a->inflight);
+		a->inflight = NULL;
+	}
+	agent_maybe_close(a);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct agent *a = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char err[256];
+	while (a->bev == bev) {
+		json_t *msg;
+		enum frame_rc rc = frame_decode(in, (size_t)conf_int(a->cfg, "agent.max_frame"), &msg,
+		    err, sizeof(err));
+		if (rc == FRAME_NEED_MORE)
+			return;
+		if (rc != FRAME_OK) {
+			log_warnx("client", "bad message from the server: %s; reconnecting", err);
+			agent_disconnect(a);
+			agent_retry_later(a);
+			return;
+		}
+		handle_message(a, msg);
+		json_decref(msg);
+	}
+}
+
+static void
+on_connected(struct agent *a)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(a->bev);
+	char fp[65];
+	if (tls_peer_fingerprint(ssl, fp) < 0 || strcmp(fp, a->pinned_fp) != 0) {
+		a->pin_mismatches++;
+		log_error("client", "server %s:%d presented certificate %s, but %s is pinned; refusing to "
+		    "talk to it. If the server was really reinstalled, enroll this agent again "
+		    "(remove %s/host.json, then custos-agent --server HOST --token TOKEN)",
+		    a->server_host, a->server_port, fp, a->pinned_fp, a->state_dir);
+		agent_disconnect(a);
+		agent_retry_later(a);
+		return;
+	}
+	a->connecting = false;
+	a->connected = true;
+	log_debug("client", "connected to %s:%d (%s)", a->server_host, a->server_port, SSL_get_version(ssl));
+	int timeout = (int)conf_int(a->cfg, "agent.timeout");
+	struct timeval rt = { keep_connection(a) ? conf_int(a->cfg, "agent.keepalive") * 3 : timeout, 0 };
+	bufferevent_set_timeouts(a->bev, &rt, NULL);
+	if (a->want_sync)
+		agent_send_sync(a);
+	agent_send_events(a);
+	if (keep_connection(a))
+		schedule(a->keepalive_timer, conf_int(a->cfg, "agent.keepalive") * 1000);
+	agent_maybe_close(a);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct agent *a = arg;
+	if (bev != a->bev)
+		return;
+	if (what & BEV_EVENT_CONNECTED) {
+		on_connected(a);
+		return;
+	}
+	char buf[256] = "";
+	unsigned long e = bufferevent_get_openssl_error(bev);
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	if (what & BEV_EVENT_TIMEOUT)
+		log_warnx("client", "server %s:%d did not answer in time; reconnecting", a->server_host,
+		    a->server_port);
+	else if (a->connecting)
+		log_warnx("client", "cannot connect to %s:%d: %s", a->server_host, a->server_port,
+		    *buf ? buf : (errno ? strerror(errno) : "connection refused"));
+	else
+		log_info("client", "connection to the server closed%s%s", *buf ? ": " : "", buf);
+	agent_disconnect(a);
+	agent_retry_later(a);
+}
+
+static void
+agent_connect(struct agent *a)
+{
+	if (a->bev)
+		return;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	char port[16];
+	str_fmt(port, sizeof(port), "%d", a->server_port);
+	int rc = getaddrinfo(a->server_host, port, &hints, &res);
+	if (rc != 0) {
+		log_warnx("client", "cannot resolve %s: %s", a->server_host, gai_strerror(rc));
+		agent_retry_later(a);
+		return;
+	}
+	SSL *ssl = SSL_new(a->ctx);
+	if (ssl == NULL) {
+		freeaddrinfo(res);
+		return;
+	}
+	SSL_set_tlsext_host_name(ssl, a->server_host);
+	a->bev = bufferevent_openssl_socket_new(a->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (a->bev == NULL) {
+		SSL_free(ssl);
+		freeaddrinfo(res);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(a->bev, 1);
+	bufferevent_setcb(a->bev, read_cb, NULL, event_cb, a);
+	struct timeval tv = { conf_int(a->cfg, "agent.timeout"), 0 };
+	bufferevent_set_timeouts(a->bev, &tv, &tv);
+	bufferevent_enable(a->bev, EV_READ | EV_WRITE);
+	a->connecting = true;
+	if (bufferevent_socket_connect(a->bev, res->ai_addr, (int)res->ai_addrlen) < 0) {
+		log_warnx("client", "cannot connect to %s:%d", a->server_host, a->server_port);
+		freeaddrinfo(res);
+		agent_disconnect(a);
+		agent_retry_later(a);
+		return;
+	}
+	freeaddrinfo(res);
+}
+
+void
+agent_sync_now(struct agent *a)
+{
+	a->want_sync = true;
+	if (a->connected)
+		agent_send_sync(a);
+	else
+		agent_connect(a);
+}
+
+void
+agent_flush_events(struct agent *a)
+{
+	if (evq_count(a->q) == 0)
+		return;
+	if (a->connected)
+		agent_send_events(a);
+	else if (!a->connecting && !evtimer_pending(a->retry_timer, NULL))
+		agent_connect(a);
+}
+
+static void
+on_sync_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	agent_sync_now(arg);
+}
+
+static void
+on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	(void)fd;
+	(void)what;
+	if (a->connected)
+		agent_send_events(a);
+	else
+		agent_connect(a);
+}
+
+static void
+on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	(void)fd;
+	(void)what;
+	if (!a->connected)
+		return;
+	agent_send(a, json_pack("{s:s}", "type", "ping"));
+	/* also a safety net for spool changes inotify missed */
+	agent_send_events(a);
+	schedule(a->keepalive_timer, conf_int(a->cfg, "agent.keepalive") * 1000);
+}
+
+static void
+on_spool(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	char buf[4096];
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	agent_flush_events(a);
+}
+
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	uint8_t buf[WAKE_MAX_LEN + 1];
+	struct sockaddr_storage from;
+	socklen_t fromlen = sizeof(from);
+	char ip[64] = "?";
+	(void)what;
+	for (;;) {
+		ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
+		if (n < 0)
+			return;
+		if (from.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&from)->sin_addr, ip, sizeof(ip));
+		else if (from.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&from)->sin6_addr, ip, sizeof(ip));
+		enum wake_rc rc = wake_verify(a->server_cert, a->uid, buf, (size_t)n, now_s(),
+		    (int)conf_int(a->cfg, "agent.wake_max_skew"), &a->replay);
+		if (rc != WAKE_OK) {
+			a->wake_dropped++;
+			log_warnx("wakeup", "dropped a wake-up datagram from %s: %s (%llu dropped so far)", ip,
+			    wake_rc_text(rc), (unsigned long long)a->wake_dropped);
+			continue;
+		}
+		a->wake_ok++;
+		log_info("wakeup", "genuine wake-up from %s: syncing now", ip);
+		agent_sync_now(a);
+	}
+}
+
+static int
+wake_listen(struct agent *a, char *err, size_t errlen)
+{
+	int port = (int)conf_int(a->cfg, "agent.wake_port");
+	const char *addr = conf_str(a->cfg, "agent.wake_address");
+	a->wake_fd = -1;
+	if (port == 0)
+		return 0;
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	char spec[128];
+	str_fmt(spec, sizeof(spec), strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, port);
+	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0) {
+		str_fmt(err, errlen, "agent.wake_address \"%s\" is not an IP address", addr);
+		return -1;
+	}
+	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0) {
+		str_fmt(err, errlen, "cannot listen for wake-ups on UDP %s: %s (set agent.wake_port, "
+		    "0 turns wake-ups off)", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	a->wake_fd = fd;
+	a->wake_ev = event_new(a->base, fd, EV_READ | EV_PERSIST, on_wake, a);
+	if (a->wake_ev == NULL || event_add(a->wake_ev, NULL) < 0) {
+		str_fmt(err, errlen, "cannot watch the wake-up socket");
+		return -1;
+	}
+	log_info("wakeup", "listening for signed wake-ups on UDP %s", spec);
+	return 0;
+}
+
+static int
+spool_watch(struct agent *a, char *err, size_t errlen)
+{
+	a->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (a->inotify_fd < 0 ||
+	    inotify_add_watch(a->inotify_fd, evq_dir(a->q), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+		str_fmt(err, errlen, "cannot watch %s: %s", evq_dir(a->q), strerror(errno));
+		return -1;
+	}
+	a->spool_ev = event_new(a->base, a->inotify_fd, EV_READ | EV_PERSIST, on_spool, a);
+	if (a->spool_ev == NULL || event_add(a->spool_ev, NULL) < 0) {
+		str_fmt(err, errlen, "cannot watch the event queue");
+		return -1;
+	}
+	return 0;
+}
+
+int
+agent_start(struct agent *a, char *err, size_t errlen)
+{
+	a->backoff_ms = BACKOFF_MIN_MS;
+	a->sync_interval = conf_int(a->cfg, "agent.sync_interval");
+	a->sync_timer = evtimer_new(a->base, on_sync_timer, a);
+	a->retry_timer = evtimer_new(a->base, on_retry_timer, a);
+	a->keepalive_timer = evtimer_new(a->base, on_keepalive, a);
+	if (!a->sync_timer || !a->retry_timer || !a->keepalive_timer) {
+		str_fmt(err, errlen, "out of memory");
+		return -1;
+	}
+	if (spool_watch(a, err, errlen) < 0 || wake_listen(a, err, errlen) < 0)
+		return -1;
+	agent_sync_now(a);
+	return 0;
+}
+
+void
+agent_stop(struct agent *a)
+{
+	agent_disconnect(a);
+	if (a->sync_timer)
+		event_free(a->sync_timer);
+	if (a->retry_timer)
+		event_free(a->retry_timer);
+	if (a->keepalive_timer)
+		event_free(a->keepalive_timer);
+	if (a->spool_ev)
+		event_free(a->spool_ev);
+	if (a->wake_ev)
+		event_free(a->wake_ev);
+	if (a->inotify_fd > 0)
+		close(a->inotify_fd);
+	if (a->wake_fd > 0)
+		close(a->wake_fd);
+}

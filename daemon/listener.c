@@ -1,0 +1,688 @@
+/* listener.c — see listener.h. All libevent glue of the agent port. */
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "conf.h"
+#include "frame.h"
+#include "log.h"
+#include "naming.h"
+#include "registry.h"
+#include "server.h"
+#include "store.h"
+#include "tls.h"
+#include "util.h"
+
+#define MAX_EVENTS_PER_MSG 1000
+#define AGENT_CERT_DAYS 3650
+
+struct conn {
+	struct listener *lis;
+	struct bufferevent *bev;
+	struct conn *prev, *next;
+	char peer[80];            /* "ip:port" for messages */
+	char ip[64];
+	char uid[33];             /* CN of a verified client certificate, "" if none */
+	struct host *host;
+	int refs;                 /* pending asynchronous replies */
+	bool dead;                /* socket gone; struct kept for pending replies */
+	bool closing;             /* flush the output, then close */
+	bool handshaken;
+};
+
+struct listener {
+	struct server *srv;
+	struct evconnlistener *evl;
+	SSL_CTX *ctx;
+	struct conn *conns;
+	size_t nconns, max_conns;
+	size_t max_frame;
+	int handshake_timeout, idle_timeout;
+	int64_t last_limit_log;
+};
+
+static void conn_close(struct conn *c);
+
+static void
+conn_unref(struct conn *c)
+{
+	if (--c->refs == 0 && c->dead)
+		free(c);
+}
+
+static void
+conn_send(struct conn *c, json_t *msg)
+{
+	char err[256];
+	if (c->dead || c->closing) {
+		json_decref(msg);
+		return;
+	}
+	if (frame_encode(bufferevent_get_output(c->bev), msg, c->lis->max_frame, err, sizeof(err)) < 0)
+		log_warnx("agent", "%s: reply not sent: %s", c->peer, err);
+	json_decref(msg);
+}
+
+static void
+conn_error(struct conn *c, const char *code, const char *message, bool close_after)
+{
+	conn_send(c, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message));
+	if (close_after && !c->dead) {
+		c->closing = true;
+		bufferevent_disable(c->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			conn_close(c);
+	}
+}
+
+/* ---- enrolment ---- */
+
+struct enroll_ctx {
+	struct conn *c;
+	struct host *h;
+	char token[65];
+	char *cert_pem;
+};
+
+static void
+enroll_done(void *arg, int rc, const char *err)
+{
+	struct enroll_ctx *e = arg;
+	struct conn *c = e->c;
+	struct server *srv = c->lis->srv;
+	struct token *t = registry_token(srv->reg, e->token);
+
+	if (rc != 0) {
+		log_warnx("enroll", "%s: storing new host %s failed: %s", c->peer, e->h->name, err);
+		if (t && t->uses > 0)
+			t->uses--;
+		registry_remove_host(srv->reg, e->h);
+		conn_error(c, "unavailable", "the server could not store the new host; retry later", true);
+		srv->stats.enrolls_refused++;
+	} else {
+		log_info("enroll", "%s: enrolled host %s (%s) with token \"%s\"", c->peer, e->h->name,
+		    e->h->uid, e->token);
+		char *ca = pki_cert_to_pem(srv->pki.ca_cert);
+		conn_send(c, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "enrolled",
+		    "host_id", e->h->uid, "name", e->h->name, "cert", e->cert_pem,
+		    "ca", ca ? ca : "", "server_fingerprint", srv->pki.server_fp));
+		free(ca);
+		srv->stats.enrolls_ok++;
+		if (!c->dead) {
+			c->closing = true;
+			if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+				conn_close(c);
+		}
+	}
+	free(e->cert_pem);
+	conn_unref(c);
+	free(e);
+}
+
+static void
+handle_enroll(struct conn *c, json_t *msg)
+{
+	struct server *srv = c->lis->srv;
+	const char *secret = json_string_value(json_object_get(msg, "token"));
+	const char *csr = json_string_value(json_object_get(msg, "csr"));
+	const char *reported = json_string_value(json_object_get(msg, "hostname"));
+	char err[512], msgbuf[512];
+
+	if (!secret || !csr || !reported || strlen(secret) > 256 || strlen(reported) > 255) {
+		conn_error(c, "bad_request", "enroll needs string fields token, csr and hostname", true);
+		return;
+	}
+	struct token *t = registry_token_by_secret(srv->reg, secret);
+	int64_t now = now_s();
+	if (t == NULL) {
+		log_warnx("enroll", "%s: refused: unknown enrolment token", c->peer);
+		conn_error(c, "token_invalid", "enrolment token is not valid; ask the administrator for "
+		    "a current one (custosctl token create)", true);
+		srv->stats.enrolls_refused++;
+		return;
+	}
+	if (t->expires_at != 0 && t->expires_at <= now) {
+		char when[32];
+		time_iso(t->expires_at, when);
+		str_fmt(msgbuf, sizeof(msgbuf), "enrolment token \"%s\" expired on %s; issue a new one "
+		    "with custosctl token create", t->name, when);
+		log_warnx("enroll", "%s: refused: %s", c->peer, msgbuf);
+		conn_error(c, "token_expired", msgbuf, true);
+		srv->stats.enrolls_refused++;
+		return;
+	}
+	if (t->max_uses != 0 && t->uses >= t->max_uses) {
+		str_fmt(msgbuf, sizeof(msgbuf), "enrolment token \"%s\" is used up (%d of %d uses); "
+		    "issue a new one with custosctl token create", t->name, t->uses, t->max_uses);
+		log_warnx("enroll", "%s: refused: %s", c->peer, msgbuf);
+		conn_error(c, "token_used_up", msgbuf, true);
+		srv->stats.enrolls_refused++;
+		return;
+	}
+	if (!srv->loaded) {
+		conn_error(c, "unavailable", "the server database is not available yet; retry later", true);
+		return;
+	}
+
+	struct host *h = calloc(1, sizeof(*h));
+	struct enroll_ctx *e = calloc(1, sizeof(*e));
+	char base[64];
+	if (h == NULL || e == NULL || random_id(h->uid) < 0) {
+		free(h);
+		free(e);
+		conn_error(c, "unavailable", "server out of resources; retry later", true);
+		return;
+	}
+	naming_clean(reported, base, sizeof(base));
+	if (naming_unique(base, registry_name_taken, srv->reg, h->name, sizeof(h->name)) < 0) {
+		free(h);
+		free(e);
+		conn_error(c, "bad_request", "no free name for this host name", true);
+		return;
+	}
+	str_copy(h->hostname, reported, sizeof(h->hostname));
+	h->enrolled_at = now;
+	if (pki_sign_csr(&srv->pki, csr, strlen(csr), h->uid, AGENT_CERT_DAYS, &e->cert_pem,
+	    h->cert_serial, err, sizeof(err)) < 0) {
+		log_warnx("enroll", "%s: refused: %s", c->peer, err);
+		free(h);
+		free(e);
+		conn_error(c, "bad_csr", err, true);
+		srv->stats.enrolls_refused++;
+		return;
+	}
+	host_evaluate(h, &srv->thr, now);
+	/* Reserve the name and count the use now: concurrent enrolments of the
+	 * same host name must not both get it. Undone if the commit fails. */
+	if (registry_add_host(srv->reg, h) < 0) {
+		free(e->cert_pem);
+		free(h);
+		free(e);
+		conn_error(c, "unavailable", "server out of resources; retry later", true);
+		return;
+	}
+	t->uses++;
+	e->c = c;
+	e->h = h;
+	str_copy(e->token, t->name, sizeof(e->token));
+	c->refs++;
+	bufferevent_disable(c->bev, EV_READ);
+	if (store_enroll(srv->store, h, t->name, enroll_done, e) < 0)
+		enroll_done(e, -1, "database queue full");
+}
+
+/* ---- sync, events, ping ---- */
+
+static struct host *
+conn_host(struct conn *c)
+{
+	struct server *srv = c->lis->srv;
+	if (c->host)
+		return c->host;
+	struct host *h = registry_host_by_uid(srv->reg, c->uid);
+	if (h == NULL && !srv->loaded) {
+		/* Database not loaded yet: serve from memory; the load merges. */
+		h = calloc(1, sizeof(*h));
+		if (h == NULL)
+			return NULL;
+		str_copy(h->uid, c->uid, sizeof(h->uid));
+		str_fmt(h->name, sizeof(h->name), "pending-%.8s", c->uid);
+		if (registry_add_host(srv->reg, h) < 0) {
+			free(h);
+			return NULL;
+		}
+	}
+	if (h == NULL)
+		return NULL;
+	if (h->conn && h->conn != c)
+		h->conn->host = NULL; /* a newer connection of the same agent wins */
+	h->conn = c;
+	c->host = h;
+	return h;
+}
+
+static void
+handle_sync(struct conn *c, struct host *h, json_t *msg)
+{
+	struct server *srv = c->lis->srv;
+	json_t *posture = json_object_get(msg, "posture");
+	json_int_t wake = json_integer_value(json_object_get(msg, "wake_port"));
+	int64_t now = now_s();
+
+	if (posture && !json_is_object(posture)) {
+		conn_error(c, "bad_request", "sync: posture must be an object", false);
+		return;
+	}
+	h->last_seen = now;
+	str_copy(h->last_ip, c->ip, sizeof(h->last_ip));
+	if (wake > 0 && wake < 65536)
+		h->wake_port = (int)wake;
+	if (posture)
+		host_set_posture(h, json_incref(posture), now, &srv->thr, now);
+	else
+		host_evaluate(h, &srv->thr, now);
+	store_host_changed(srv->store, h);
+	srv->stats.syncs++;
+
+	long long interval = conf_int(srv->cfg, "sync.interval");
+	long long jitter = conf_int(srv->cfg, "sync.jitter");
+	uint32_t r = 0;
+	random_bytes(&r, sizeof(r));
+	long long next = interval + (jitter > 0 ? (long long)(r % (uint32_t)jitter) : 0);
+	conn_send(c, json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "sync_ok", "next_sync",
+	    (json_int_t)next, "server_time", (json_int_t)now, "name", h->name,
+	    "status", status_name(h->st.status)));
+}
+
+struct events_ctx {
+	struct conn *c;
+	json_t *ids;
+};
+
+static void
+events_done(void *arg, int rc, const char *err)
+{
+	struct events_ctx *e = arg;
+	struct server *srv = e->c->lis->srv;
+	if (rc == 0) {
+		srv->stats.events_acked += json_array_size(e->ids);
+		conn_send(e->c, json_pack("{s:s, s:O}", "type", "ack", "ids", e->ids));
+	} else {
+		log_debug("agent", "%s: %zu event(s) not stored: %s", e->c->peer, json_array_size(e->ids), err);
+		conn_send(e->c, json_pack("{s:s, s:O, s:i}", "type", "nack", "ids", e->ids, "retry_after", 5));
+	}
+	json_decref(e->ids);
+	conn_unref(e->c);
+	free(e);
+}
+
+static bool
+is_hex32(const char *s)
+{
+	if (s == NULL || strlen(s) != 32)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
+}
+
+/* Checks one event; NULL when valid, else what is wrong. */
+static const char *
+event_invalid(json_t *ev)
+{
+	static const char *sev[] = { "critical", "error", "warning", "info" };
+	if (!json_is_object(ev))
+		return "an event is not an object";
+	if (!is_hex32(json_string_value(json_object_get(ev, "id"))))
+		return "event id must be 32 lower-case hex digits";
+	if (!json_is_integer(json_object_get(ev, "time")))
+		return "event time must be an integer";
+	const char *s = json_string_value(json_object_get(ev, "severity"));
+	bool ok = false;
+	for (size_t i = 0; s && i < ARRAY_LEN(sev); i++)
+		ok = ok || strcmp(s, sev[i]) == 0;
+	if (!ok)
+		return "event severity must be critical, error, warning or info";
+	const char *k = json_string_value(json_object_get(ev, "kind"));
+	if (k == NULL || *k == '\0' || strlen(k) > 64)
+		return "event kind must be a string of 1 to 64 characters";
+	const char *m = json_string_value(json_object_get(ev, "message"));
+	if (m == NULL || strlen(m) > 1024)
+		return "event message must be a string of at most 1024 bytes";
+	json_t *d = json_object_get(ev, "data");
+	if (d && !json_is_object(d))
+		return "event data must be an object";
+	return NULL;
+}
+
+static void
+handle_events(struct conn *c, struct host *h, json_t *msg)
+{
+	struct server *srv = c->lis->srv;
+	json_t *events = json_object_get(msg, "events");
+	size_t n = json_array_size(events);
+	char why[256];
+
+	if (!json_is_array(events) || n == 0 || n > MAX_EVENTS_PER_MSG) {
+		conn_error(c, "bad_request", "events must be an array of 1 to 1000 events", false);
+		return;
+	}
+	size_t i;
+	json_t *ev;
+	json_array_foreach(events, i, ev) {
+		const char *bad = event_invalid(ev);
+		if (bad) {
+			str_fmt(why, sizeof(why), "event %zu: %s; nothing of this message was stored", i, bad);
+			log_warnx("agent", "%s (%s): %s", c->peer, h->name, why);
+			conn_error(c, "bad_request", why, false);
+			return;
+		}
+	}
+	srv->stats.events_received += n;
+	h->last_seen = now_s();
+	struct events_ctx *e = calloc(1, sizeof(*e));
+	json_t *ids = json_array();
+	if (e == NULL || ids == NULL) {
+		free(e);
+		json_decref(ids);
+		return;
+	}
+	json_array_foreach(events, i, ev)
+		json_array_append(ids, json_object_get(ev, "id"));
+	e->c = c;
+	e->ids = ids;
+	c->refs++;
+	if (store_events(srv->store, h, events, events_done, e) < 0)
+		events_done(e, -1, h->id == 0 ? "host not stored yet" : "write queue full");
+}
+
+static void
+conn_dispatch(struct conn *c, json_t *msg)
+{
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	if (type == NULL) {
+		conn_error(c, "bad_request", "message has no type", false);
+		return;
+	}
+	if (strcmp(type, "enroll") == 0) {
+		handle_enroll(c, msg);
+		return;
+	}
+	if (strcmp(type, "ping") == 0) {
+		conn_send(c, json_pack("{s:s}", "type", "pong"));
+		return;
+	}
+	if (c->uid[0] == '\0') {
+		conn_error(c, "not_enrolled", "this connection has no client certificate; enroll first "
+		    "(custos-agent --server HOST --token TOKEN)", true);
+		return;
+	}
+	struct host *h = conn_host(c);
+	if (h == NULL) {
+		log_warnx("agent", "%s: certificate %s is valid but the host is not registered", c->peer, c->uid);
+		conn_error(c, "unknown_host", "this host is not registered on the server (deleted?); "
+		    "enroll it again with a new token", true);
+		return;
+	}
+	if (strcmp(type, "sync") == 0)
+		handle_sync(c, h, msg);
+	else if (strcmp(type, "events") == 0)
+		handle_events(c, h, msg);
+	else
+		conn_error(c, "bad_request", "unknown message type", false);
+}
+
+/* ---- libevent callbacks ---- */
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char err[256];
+
+	while (!c->dead && !c->closing) {
+		json_t *msg;
+		enum frame_rc rc = frame_decode(in, c->lis->max_frame, &msg, err, sizeof(err));
+		if (rc == FRAME_NEED_MORE)
+			return;
+		if (rc != FRAME_OK) {
+			log_warnx("agent", "%s: closing: %s", c->peer, err);
+			c->lis->srv->stats.conns_bad_frames++;
+			conn_close(c);
+			return;
+		}
+		conn_dispatch(c, msg);
+		json_decref(msg);
+		/* an enrolment waits for its commit before reading on */
+		if (c->dead || !(bufferevent_get_enabled(bev) & EV_READ))
+			return;
+	}
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_close(c);
+}
+
+static void
+conn_tls_errors(struct conn *c, char *buf, size_t len)
+{
+	unsigned long e;
+	size_t off = 0;
+	buf[0] = '\0';
+	while ((e = bufferevent_get_openssl_error(c->bev)) != 0 && off + 2 < len) {
+		char one[256];
+		ERR_error_string_n(e, one, sizeof(one));
+		int n = snprintf(buf + off, len - off, "%s%s", off ? "; " : "", one);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	if (buf[0] == '\0')
+		str_copy(buf, errno ? strerror(errno) : "connection closed", len);
+}
+
+static void
+conn_handshaken(struct conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	c->handshaken = true;
+	if (tls_peer_cn(ssl, c->uid, sizeof(c->uid)) < 0)
+		c->uid[0] = '\0';
+	log_debug("agent", "%s: TLS %s established%s%s", c->peer, SSL_get_version(ssl),
+	    c->uid[0] ? ", host " : " (no client certificate)", c->uid);
+	struct timeval idle = { c->lis->idle_timeout, 0 };
+	bufferevent_set_timeouts(c->bev, &idle, NULL);
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		conn_handshaken(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("agent", "%s: closing: %s timeout", c->peer, c->handshaken ? "idle" : "TLS handshake");
+	} else if (what & BEV_EVENT_ERROR) {
+		char buf[512];
+		conn_tls_errors(c, buf, sizeof(buf));
+		if (!c->handshaken) {
+			c->lis->srv->stats.conns_failed_tls++;
+			log_warnx("agent", "%s: TLS handshake failed: %s", c->peer, buf);
+		} else {
+			log_info("agent", "%s: connection error: %s", c->peer, buf);
+		}
+	} else if (what & BEV_EVENT_EOF) {
+		if (!c->handshaken)
+			log_warnx("agent", "%s: closed during the TLS handshake", c->peer);
+		else
+			log_debug("agent", "%s: closed by the agent", c->peer);
+	}
+	conn_close(c);
+}
+
+static void
+conn_close(struct conn *c)
+{
+	struct listener *l = c->lis;
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->host && c->host->conn == c)
+		c->host->conn = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	l->nconns--;
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (c->refs == 0)
+		free(c);
+}
+
+static void
+accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+	char ip[64] = "?";
+	int port = 0;
+	(void)evl;
+	(void)salen;
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(s6->sin6_port);
+	}
+	if (l->nconns >= l->max_conns) {
+		l->srv->stats.conns_rejected_limit++;
+		int64_t now = now_s();
+		if (now != l->last_limit_log) {
+			l->last_limit_log = now;
+			log_warnx("agent", "%s:%d: refused: connection limit of %zu reached "
+			    "(listen.max_connections)", ip, port, l->max_conns);
+		}
+		evutil_closesocket(fd);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	SSL *ssl = SSL_new(l->ctx);
+	if (c == NULL || ssl == NULL) {
+		free(c);
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		return;
+	}
+	c->lis = l;
+	str_copy(c->ip, ip, sizeof(c->ip));
+	str_fmt(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+	c->bev = bufferevent_openssl_socket_new(l->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	/* bufferevent_openssl would otherwise hide a peer's unclean close */
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	l->nconns++;
+	l->srv->stats.conns_accepted++;
+	struct timeval hs = { l->handshake_timeout, 0 };
+	bufferevent_set_timeouts(c->bev, &hs, &hs);
+	/* never buffer more than one maximal frame per connection */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, l->max_frame + FRAME_HDR_LEN);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	(void)evl;
+	(void)arg;
+	log_warn("agent", "accept failed");
+}
+
+struct listener *
+listener_start(struct server *srv, char *err, size_t errlen)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (l == NULL) {
+		str_fmt(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->srv = srv;
+	l->max_conns = (size_t)conf_int(srv->cfg, "listen.max_connections");
+	l->max_frame = (size_t)conf_int(srv->cfg, "listen.max_frame");
+	l->handshake_timeout = (int)conf_int(srv->cfg, "listen.handshake_timeout");
+	l->idle_timeout = (int)conf_int(srv->cfg, "listen.idle_timeout");
+	l->ctx = tls_server_ctx(srv->pki.cert_path, srv->pki.key_path, srv->pki.ca_path, 0, err, errlen);
+	if (l->ctx == NULL) {
+		free(l);
+		return NULL;
+	}
+	const char *addr = conf_str(srv->cfg, "listen.address");
+	int port = (int)conf_int(srv->cfg, "listen.port");
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	char spec[128];
+	str_fmt(spec, sizeof(spec), strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, port);
+	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0) {
+		str_fmt(err, errlen, "listen.address \"%s\" is not an IP address", addr);
+		SSL_CTX_free(l->ctx);
+		free(l);
+		return NULL;
+	}
+	l->evl = evconnlistener_new_bind(srv->base, accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+	    (struct sockaddr *)&ss, sslen);
+	if (l->evl == NULL) {
+		str_fmt(err, errlen, "cannot listen on %s: %s (is another custosd running? "
+		    "change listen.port)", spec, strerror(errno));
+		SSL_CTX_free(l->ctx);
+		free(l);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l->evl, accept_error_cb);
+	log_info("agent", "listening for agents on %s (TLS, max %zu connections)", spec, l->max_conns);
+	return l;
+}
+
+void
+listener_stop(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	evconnlistener_free(l->evl);
+	while (l->conns)
+		conn_close(l->conns);
+	SSL_CTX_free(l->ctx);
+	free(l);
+}
+
+size_t
+listener_conn_count(const struct listener *l)
+{
+	return l ? l->nconns : 0;
+}
+
+int
+listener_push_sync(struct listener *l, struct host *h)
+{
+	(void)l;
+	if (h->conn == NULL || h->conn->dead)
+		return -1;
+	conn_send(h->conn, json_pack("{s:s}", "type", "sync_now"));
+	return 0;
+}

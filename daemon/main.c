@@ -1,0 +1,360 @@
+/* main.c — custosd, the Custos Administration Server: options, start-up,
+ * signals and shutdown. Each concern lives in its own file (listener.c,
+ * store.c, api.c, wakeup.c, registry.c, status.c). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include "api.h"
+#include "conf.h"
+#include "config.h"
+#include "db.h"
+#include "listener.h"
+#include "log.h"
+#include "registry.h"
+#include "server.h"
+#include "store.h"
+#include "util.h"
+#include "wakeup.h"
+
+#define MAX_OVERRIDES 64
+#define REEVALUATE_SECONDS 60
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: custosd [-c FILE] [-o section.key=value]... [-t] [-d] [--fingerprint]\n"
+	    "\n"
+	    "Custos Administration Server: agents connect on TCP 13000 (TLS), the console\n"
+	    "API listens on HTTPS 13299, MariaDB stores everything.\n"
+	    "\n"
+	    "  -c FILE          configuration file (default /etc/custos/custosd.conf)\n"
+	    "  -o KEY=VALUE     override one setting, e.g. -o listen.port=14000 (repeatable)\n"
+	    "  -t               check the configuration, print \"configuration OK\" or\n"
+	    "                   FILE:LINE: what is wrong, and exit (0 / 1)\n"
+	    "  -d               log debug messages\n"
+	    "  --fingerprint    create the server CA and certificate if needed, print the\n"
+	    "                   server certificate's SHA-256 fingerprint and exit\n"
+	    "  --help-config    list every setting with its default\n"
+	    "  -V               print the version\n"
+	    "\n"
+	    "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the configuration.\n");
+}
+
+struct daemon_ctx {
+	struct server srv;
+	struct event *sig_term, *sig_int, *sig_hup, *reeval;
+	int db_reported;
+};
+
+static void
+load_thresholds(struct server *srv)
+{
+	srv->thr.db_warning_days = (int)conf_int(srv->cfg, "status.db_warning_days");
+	srv->thr.db_critical_days = (int)conf_int(srv->cfg, "status.db_critical_days");
+	srv->thr.not_connected_warning_days = (int)conf_int(srv->cfg, "status.not_connected_warning_days");
+	srv->thr.not_connected_critical_days = (int)conf_int(srv->cfg, "status.not_connected_critical_days");
+}
+
+/* Cross-key checks the schema cannot express; 0 or -1 with err. */
+static int
+check_semantics(const struct conf *cfg, char *err, size_t errlen)
+{
+	if (conf_int(cfg, "status.db_warning_days") > conf_int(cfg, "status.db_critical_days")) {
+		str_fmt(err, errlen, "%s: status.db_warning_days must not exceed status.db_critical_days",
+		    conf_file(cfg));
+		return -1;
+	}
+	if (conf_int(cfg, "status.not_connected_warning_days") >
+	    conf_int(cfg, "status.not_connected_critical_days")) {
+		str_fmt(err, errlen, "%s: status.not_connected_warning_days must not exceed "
+		    "status.not_connected_critical_days", conf_file(cfg));
+		return -1;
+	}
+	if (log_level_parse(conf_str(cfg, "log.level")) < 0) {
+		str_fmt(err, errlen, "%s: log.level must be error, warn, info or debug", conf_file(cfg));
+		return -1;
+	}
+	size_t n = conf_list_len(cfg, "enroll.tokens");
+	for (size_t i = 0; i < n; i++) {
+		const char *secret = conf_list_str(cfg, "enroll.tokens", i, "secret");
+		if (strlen(secret) < 12) {
+			str_fmt(err, errlen, "%s: an enrolment token secret must have at least 12 characters",
+			    conf_list_where(cfg, "enroll.tokens", i));
+			return -1;
+		}
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(conf_list_str(cfg, "enroll.tokens", k, "name"),
+			    conf_list_str(cfg, "enroll.tokens", i, "name")) == 0) {
+				str_fmt(err, errlen, "%s: a token with this name is declared twice",
+				    conf_list_where(cfg, "enroll.tokens", i));
+				return -1;
+			}
+	}
+	return 0;
+}
+
+static struct conf *
+load_config(const char *path, const char *const *ov, size_t nov, char *err, size_t errlen)
+{
+	struct conf *cfg;
+	if (conf_load(&cfg, path, custosd_schema, ov, nov, err, errlen) < 0)
+		return NULL;
+	if (check_semantics(cfg, err, errlen) < 0) {
+		conf_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+static void
+on_db_state(void *arg, enum db_state state, const char *detail)
+{
+	struct daemon_ctx *d = arg;
+	switch (state) {
+	case DB_STATE_UP:
+		log_info("db", "database connected");
+		store_db_up(d->srv.store);
+		break;
+	case DB_STATE_DOWN:
+		log_warnx("db", "database unavailable: %s; serving from memory, writes are queued", detail);
+		break;
+	case DB_STATE_REFUSED:
+		log_error("db", "%s", detail);
+		break;
+	case DB_STATE_CONNECTING:
+		break;
+	}
+}
+
+static void
+on_term(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon_ctx *d = arg;
+	(void)what;
+	log_info("main", "%s received: draining and stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	event_base_loopbreak(d->srv.base);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon_ctx *d = arg;
+	struct server *srv = &d->srv;
+	char err[4096];
+	(void)sig;
+	(void)what;
+	struct conf *cfg = load_config(srv->conf_path, srv->overrides, srv->n_overrides, err, sizeof(err));
+	if (cfg == NULL) {
+		log_warnx("main", "reload refused, the running configuration stays:\n%s", err);
+		return;
+	}
+	conf_free(srv->cfg);
+	srv->cfg = cfg;
+	log_set_level((enum log_level)log_level_parse(conf_str(cfg, "log.level")));
+	load_thresholds(srv);
+	store_reload_config(srv->store);
+	log_info("main", "configuration reloaded (listen.*, api.* and database.* apply at restart)");
+}
+
+struct reeval_ctx {
+	struct server *srv;
+	int64_t now;
+};
+
+static void
+reeval_host(void *v, void *arg)
+{
+	(void)v;
+	(void)arg;
+}
+
+static void
+on_reeval(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon_ctx *d = arg;
+	struct server *srv = &d->srv;
+	(void)fd;
+	(void)what;
+	(void)reeval_host;
+	size_t n;
+	int64_t now = now_s();
+	struct host **all = registry_hosts_sorted(srv->reg, &n);
+	for (size_t i = 0; all && i < n; i++) {
+		struct status_result before = all[i]->st;
+		host_evaluate(all[i], &srv->thr, now);
+		if (before.status != all[i]->st.status || before.reasons != all[i]->st.reasons) {
+			log_info("status", "host %s is now %s", all[i]->name, status_name(all[i]->st.status));
+			store_host_changed(srv->store, all[i]);
+		}
+	}
+	free(all);
+}
+
+static int
+start_db(struct daemon_ctx *d, char *err, size_t errlen)
+{
+	struct server *srv = &d->srv;
+	static char password[256];
+	const char *pwfile = conf_str(srv->cfg, "database.password_file");
+	const char *pw = conf_str(srv->cfg, "database.password");
+	if (*pwfile) {
+		char *text = file_read(pwfile, sizeof(password) - 1, NULL);
+		if (text == NULL) {
+			str_fmt(err, errlen, "cannot read database.password_file %s: %s", pwfile, strerror(errno));
+			return -1;
+		}
+		text[strcspn(text, "\r\n")] = '\0';
+		str_copy(password, text, sizeof(password));
+		free(text);
+		pw = password;
+	}
+	struct db_config dc = {
+		.host = conf_str(srv->cfg, "database.host"),
+		.port = (unsigned)conf_int(srv->cfg, "database.port"),
+		.socket = conf_str(srv->cfg, "database.socket"),
+		.user = conf_str(srv->cfg, "database.user"),
+		.password = pw,
+		.database = conf_str(srv->cfg, "database.name"),
+		.migrations_dir = conf_str(srv->cfg, "server.migrations_dir"),
+		.queue_max = (size_t)conf_int(srv->cfg, "database.queue_max"),
+		.backoff_max_ms = (int)conf_int(srv->cfg, "database.reconnect_max") * 1000,
+		.connect_timeout_s = (int)conf_int(srv->cfg, "database.timeout"),
+	};
+	srv->db = db_start(&dc, srv->base, on_db_state, d, err, errlen);
+	return srv->db ? 0 : -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct daemon_ctx d;
+	struct server *srv = &d.srv;
+	const char *conf_path = "/etc/custos/custosd.conf";
+	const char *overrides[MAX_OVERRIDES];
+	size_t nov = 0;
+	int check = 0, debug = 0, fingerprint = 0, help_config = 0;
+	char err[8192];
+	static const struct option longopts[] = {
+		{ "fingerprint", no_argument, NULL, 'F' },
+		{ "help-config", no_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:o:tdhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': conf_path = optarg; break;
+		case 'o':
+			if (nov == MAX_OVERRIDES) {
+				fprintf(stderr, "custosd: at most %d -o options\n", MAX_OVERRIDES);
+				return 1;
+			}
+			overrides[nov++] = optarg;
+			break;
+		case 't': check = 1; break;
+		case 'd': debug = 1; break;
+		case 'F': fingerprint = 1; break;
+		case 'H': help_config = 1; break;
+		case 'V': printf("custosd %s\n", CUSTOS_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (help_config) {
+		conf_print_schema(custosd_schema);
+		return 0;
+	}
+	srv->cfg = load_config(conf_path, overrides, nov, err, sizeof(err));
+	if (srv->cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		conf_free(srv->cfg);
+		return 0;
+	}
+	srv->conf_path = conf_path;
+	srv->overrides = overrides;
+	srv->n_overrides = nov;
+	log_init("custosd", conf_str(srv->cfg, "log.target"),
+	    debug ? LOG_LVL_DEBUG : (enum log_level)log_level_parse(conf_str(srv->cfg, "log.level")));
+
+	const char *state = conf_str(srv->cfg, "server.state_dir");
+	if (mkdir_p(state, 0700) < 0)
+		fatal("main", "cannot create state directory %s", state);
+	if (pki_server_init(&srv->pki, state, conf_str(srv->cfg, "server.name"),
+	    conf_str(srv->cfg, "server.san"), err, sizeof(err)) < 0)
+		fatalx("main", "%s", err);
+	if (fingerprint) {
+		printf("%s\n", srv->pki.server_fp);
+		return 0;
+	}
+	log_info("main", "custosd %s starting; server certificate SHA-256 %s", CUSTOS_VERSION,
+	    srv->pki.server_fp);
+
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() < 0)
+		fatalx("main", "libevent has no pthreads support");
+	srv->base = event_base_new();
+	if (srv->base == NULL)
+		fatalx("main", "cannot create the event loop");
+	srv->started = now_s();
+	load_thresholds(srv);
+	srv->reg = registry_new();
+	srv->store = store_new(srv, (size_t)conf_int(srv->cfg, "database.events_max"),
+	    (size_t)conf_int(srv->cfg, "database.batch_max"));
+	if (srv->reg == NULL || srv->store == NULL)
+		fatalx("main", "out of memory");
+	if (start_db(&d, err, sizeof(err)) < 0)
+		fatalx("main", "%s", err);
+	if ((srv->lis = listener_start(srv, err, sizeof(err))) == NULL)
+		fatalx("main", "%s", err);
+	if ((srv->api = api_start(srv, err, sizeof(err))) == NULL)
+		fatalx("main", "%s", err);
+	if ((srv->wake = wakeup_new(srv, err, sizeof(err))) == NULL)
+		fatalx("main", "%s", err);
+
+	d.sig_term = evsignal_new(srv->base, SIGTERM, on_term, &d);
+	d.sig_int = evsignal_new(srv->base, SIGINT, on_term, &d);
+	d.sig_hup = evsignal_new(srv->base, SIGHUP, on_hup, &d);
+	d.reeval = event_new(srv->base, -1, EV_PERSIST, on_reeval, &d);
+	struct timeval every = { REEVALUATE_SECONDS, 0 };
+	if (!d.sig_term || !d.sig_int || !d.sig_hup || !d.reeval || evsignal_add(d.sig_term, NULL) ||
+	    evsignal_add(d.sig_int, NULL) || evsignal_add(d.sig_hup, NULL) || event_add(d.reeval, &every))
+		fatalx("main", "cannot install signal handlers");
+
+	log_info("main", "ready");
+	event_base_dispatch(srv->base);
+
+	/* Drain: stop taking work, write what is pending, then close. */
+	api_stop(srv->api);
+	store_flush(srv->store);
+	db_stop(srv->db, 5000);
+	srv->db = NULL;
+	listener_stop(srv->lis);
+	wakeup_free(srv->wake);
+	store_free(srv->store);
+	registry_free(srv->reg);
+	event_free(d.sig_term);
+	event_free(d.sig_int);
+	event_free(d.sig_hup);
+	event_free(d.reeval);
+	event_base_free(srv->base);
+	pki_server_free(&srv->pki);
+	conf_free(srv->cfg);
+	log_info("main", "stopped");
+	return 0;
+}

@@ -1,0 +1,77 @@
+/* registry.h — the daemon's in-memory working set: hosts and enrolment
+ * tokens. Every hot read (sync, console listing, later SNMP and NAC) is
+ * answered from here; MariaDB is the store of record behind it.
+ * Main thread only. */
+#ifndef CUSTOS_REGISTRY_H
+#define CUSTOS_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "status.h"
+
+struct conn;
+
+struct host {
+	uint64_t id;              /* database id (stable; 0 until stored) */
+	char uid[33];             /* CN of the agent certificate */
+	char name[64];            /* unique display name */
+	char hostname[256];       /* as reported at enrolment */
+	char cert_serial[40];
+	int64_t enrolled_at, last_seen, posture_time;
+	char last_ip[64];
+	int wake_port;
+	json_t *posture;          /* owned; NULL before the first report */
+	struct status_input sin;
+	struct status_result st;
+	struct conn *conn;        /* live agent connection or NULL */
+	bool dirty;               /* waiting in the next write batch */
+};
+
+struct token {
+	char name[65];
+	char secret_hash[65];     /* SHA-256 hex of the secret */
+	int64_t expires_at;       /* 0 = never */
+	int max_uses;             /* 0 = unlimited */
+	int uses;
+	char source[16];          /* "config" or "api" */
+	int64_t created_at;
+};
+
+struct registry;
+
+struct registry *registry_new(void);
+void registry_free(struct registry *r);
+
+/* Takes ownership of h. -1 when uid or name is already present. */
+int registry_add_host(struct registry *r, struct host *h);
+void registry_remove_host(struct registry *r, struct host *h); /* frees h */
+struct host *registry_host_by_uid(const struct registry *r, const char *uid);
+struct host *registry_host_by_name(const struct registry *r, const char *name);
+bool registry_name_taken(const char *name, void *registry);
+size_t registry_host_count(const struct registry *r);
+/* A malloc'd array of every host sorted by name (caller frees the array). */
+struct host **registry_hosts_sorted(const struct registry *r, size_t *n);
+void host_free(struct host *h);
+/* Replaces the posture (takes ownership) and recomputes status. */
+void host_set_posture(struct host *h, json_t *posture, int64_t when,
+    const struct status_thresholds *t, int64_t now);
+void host_evaluate(struct host *h, const struct status_thresholds *t, int64_t now);
+
+/* Tokens: add or replace by name (copies *t). */
+int registry_put_token(struct registry *r, const struct token *t);
+struct token *registry_token(const struct registry *r, const char *name);
+void registry_del_token(struct registry *r, const char *name);
+struct token **registry_tokens_sorted(const struct registry *r, size_t *n);
+/* Finds the token whose secret hashes to hash (hex). */
+struct token *registry_token_by_secret(const struct registry *r, const char *secret);
+/* SHA-256 hex of a token secret (65 bytes out). */
+void token_hash(const char *secret, char out[65]);
+
+
+
+/* Changes a host's name (the new name must be free). */
+int registry_rename_host(struct registry *r, struct host *h, const char *name);
+#endif

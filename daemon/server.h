@@ -1,0 +1,49 @@
+/* server.h — the daemon's context: one struct server owned by main.c and
+ * passed to every daemon module. Main thread only, unless a field says
+ * otherwise. */
+#ifndef CUSTOS_SERVER_H
+#define CUSTOS_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#include "pki.h"
+#include "status.h"
+
+struct event_base;
+struct conf;
+struct db;
+struct registry;
+struct listener;
+struct store;
+struct api;
+struct wakeup;
+
+struct server_stats {
+	uint64_t conns_accepted, conns_rejected_limit, conns_failed_tls, conns_bad_frames;
+	uint64_t enrolls_ok, enrolls_refused, syncs, events_received, events_acked;
+};
+
+struct server {
+	struct event_base *base;
+	struct conf *cfg;
+	const char *conf_path;
+	const char *const *overrides;
+	size_t n_overrides;
+	struct pki_server pki;
+	struct db *db;
+	struct registry *reg;
+	struct listener *lis;
+	struct store *store;
+	struct api *api;
+	struct wakeup *wake;
+	struct status_thresholds thr;
+	bool loaded;              /* registry loaded from the database at least once */
+	int64_t started;
+	struct server_stats stats;
+};
+
+#define CUSTOS_VERSION "0.1.0"
+
+#endif

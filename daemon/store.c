@@ -1,0 +1,1133 @@
+/* store.c — see store.h. SQL lives here and only here (with db/migrations). */
+#include "store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "conf.h"
+#include "db.h"
+#include "log.h"
+#include "registry.h"
+#include "server.h"
+#include "util.h"
+
+#define FLUSH_INTERVAL_MS 20
+#define PBKDF2_ITER 100000
+
+/* One host row as it will be written (copied on the main thread). */
+struct host_row {
+	uint64_t id;
+	int64_t last_seen, posture_time;
+	char last_ip[64];
+	int wake_port;
+	int status;
+	uint32_t reasons;
+	char *posture;            /* JSON text or NULL */
+};
+
+struct event_row {
+	uint64_t host_id;
+	char uid[33];
+	int64_t time, received;
+	int severity;
+	char kind[65];
+	char message[1025];
+	char *data;               /* JSON text or NULL */
+};
+
+struct waiter {
+	store_done_fn cb;
+	void *arg;
+};
+
+struct batch {
+	struct host_row *hosts;
+	size_t nhosts, cap_hosts;
+	struct event_row *events;
+	size_t nevents, cap_events;
+	struct waiter *waiters;
+	size_t nwaiters, cap_waiters;
+};
+
+struct admin_cache {
+	char name[65];
+	char pw_hash[65], salt[33];
+	int iterations;
+	unsigned char good[32];   /* SHA-256 of the last password that verified */
+	bool has_good;
+};
+
+struct store {
+	struct server *srv;
+	struct batch *cur;        /* accumulating */
+	bool in_flight;           /* one batch committing at a time */
+	struct host **dirty;      /* hosts waiting for the next batch */
+	size_t ndirty, cap_dirty;
+	size_t events_max, batch_max;
+	uint64_t shed;
+	struct event *flush_ev;
+	struct admin_cache *admins;
+	size_t nadmins;
+	bool loading;
+};
+
+static int
+severity_code(const char *s)
+{
+	static const char *names[] = { "critical", "error", "warning", "info" };
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return 3;
+}
+
+static const char *
+severity_name(int code)
+{
+	static const char *names[] = { "critical", "error", "warning", "info" };
+	return code >= 0 && code < 4 ? names[code] : "info";
+}
+
+static void
+batch_free(struct batch *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->nhosts; i++)
+		free(b->hosts[i].posture);
+	for (size_t i = 0; i < b->nevents; i++)
+		free(b->events[i].data);
+	free(b->hosts);
+	free(b->events);
+	free(b->waiters);
+	free(b);
+}
+
+/* Grows *arr (element size sz) to hold at least need elements. */
+static int
+grow(void **arr, size_t *cap, size_t need, size_t sz)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : 16;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*arr, n * sz);
+	if (p == NULL)
+		return -1;
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
+static void store_schedule_flush(struct store *st);
+
+/* ---- the batch job (DB thread) ---- */
+
+static int
+batch_write_hosts(MYSQL *conn, struct batch *b, char *err, size_t errlen)
+{
+	if (b->nhosts == 0)
+		return 0;
+	static const char sql[] =
+	    "UPDATE hosts SET last_seen=?, last_ip=?, wake_port=?, status=?, reasons=?,"
+	    " posture=IFNULL(?, posture), posture_time=GREATEST(posture_time, ?) WHERE id=?";
+	size_t n = b->nhosts;
+	int rc = -1;
+	MYSQL_STMT *st = mysql_stmt_init(conn);
+	long long *last_seen = calloc(n, sizeof(long long)), *ptime = calloc(n, sizeof(long long));
+	unsigned long long *ids = calloc(n, sizeof(unsigned long long));
+	int *wake = calloc(n, sizeof(int)), *status = calloc(n, sizeof(int));
+	unsigned int *reasons = calloc(n, sizeof(unsigned int));
+	char **ip = calloc(n, sizeof(char *)), **posture = calloc(n, sizeof(char *));
+	unsigned long *ip_len = calloc(n, sizeof(unsigned long)), *posture_len = calloc(n, sizeof(unsigned long));
+	char *posture_ind = calloc(n, 1);
+
+	if (!st || !last_seen || !ptime || !ids || !wake || !status || !reasons || !ip ||
+	    !posture || !ip_len || !posture_len || !posture_ind) {
+		str_fmt(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct host_row *h = &b->hosts[i];
+		last_seen[i] = h->last_seen;
+		ptime[i] = h->posture_time;
+		ids[i] = h->id;
+		wake[i] = h->wake_port;
+		status[i] = h->status;
+		reasons[i] = h->reasons;
+		ip[i] = h->last_ip;
+		ip_len[i] = strlen(h->last_ip);
+		posture[i] = h->posture ? h->posture : (char *)"";
+		posture_len[i] = h->posture ? strlen(h->posture) : 0;
+		posture_ind[i] = h->posture ? STMT_INDICATOR_NONE : STMT_INDICATOR_NULL;
+	}
+	MYSQL_BIND bind[8];
+	memset(bind, 0, sizeof(bind));
+	bind[0].buffer_type = MYSQL_TYPE_LONGLONG; bind[0].buffer = last_seen;
+	bind[1].buffer_type = MYSQL_TYPE_STRING; bind[1].buffer = ip; bind[1].length = ip_len;
+	bind[2].buffer_type = MYSQL_TYPE_LONG; bind[2].buffer = wake;
+	bind[3].buffer_type = MYSQL_TYPE_LONG; bind[3].buffer = status;
+	bind[4].buffer_type = MYSQL_TYPE_LONG; bind[4].buffer = reasons; bind[4].is_unsigned = 1;
+	bind[5].buffer_type = MYSQL_TYPE_STRING; bind[5].buffer = posture; bind[5].length = posture_len;
+	bind[5].u.indicator = posture_ind;
+	bind[6].buffer_type = MYSQL_TYPE_LONGLONG; bind[6].buffer = ptime;
+	bind[7].buffer_type = MYSQL_TYPE_LONGLONG; bind[7].buffer = ids; bind[7].is_unsigned = 1;
+	unsigned int arr = (unsigned int)n;
+	if (mysql_stmt_prepare(st, sql, sizeof(sql) - 1) ||
+	    mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &arr) ||
+	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st)) {
+		rc = db_stmt_fail(st, "update hosts", err, errlen);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (st)
+		mysql_stmt_close(st);
+	free(last_seen); free(ptime); free(ids); free(wake); free(status); free(reasons);
+	free(ip); free(posture); free(ip_len); free(posture_len); free(posture_ind);
+	return rc;
+}
+
+static int
+batch_write_events(MYSQL *conn, struct batch *b, char *err, size_t errlen)
+{
+	if (b->nevents == 0)
+		return 0;
+	static const char sql[] =
+	    "INSERT IGNORE INTO events (host_id, event_uid, time, received, severity, kind, message, data)"
+	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+	size_t n = b->nevents;
+	int rc = -1;
+	MYSQL_STMT *st = mysql_stmt_init(conn);
+	unsigned long long *hid = calloc(n, sizeof(unsigned long long));
+	long long *t = calloc(n, sizeof(long long)), *rcv = calloc(n, sizeof(long long));
+	int *sev = calloc(n, sizeof(int));
+	char **uid = calloc(n, sizeof(char *)), **kind = calloc(n, sizeof(char *));
+	char **msg = calloc(n, sizeof(char *)), **data = calloc(n, sizeof(char *));
+	unsigned long *uid_len = calloc(n, sizeof(unsigned long)), *kind_len = calloc(n, sizeof(unsigned long));
+	unsigned long *msg_len = calloc(n, sizeof(unsigned long)), *data_len = calloc(n, sizeof(unsigned long));
+	char *data_ind = calloc(n, 1);
+
+	if (!st || !hid || !t || !rcv || !sev || !uid || !kind || !msg || !data || !uid_len ||
+	    !kind_len || !msg_len || !data_len || !data_ind) {
+		str_fmt(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct event_row *e = &b->events[i];
+		hid[i] = e->host_id;
+		t[i] = e->time;
+		rcv[i] = e->received;
+		sev[i] = e->severity;
+		uid[i] = e->uid; uid_len[i] = strlen(e->uid);
+		kind[i] = e->kind; kind_len[i] = strlen(e->kind);
+		msg[i] = e->message; msg_len[i] = strlen(e->message);
+		data[i] = e->data ? e->data : (char *)"";
+		data_len[i] = e->data ? strlen(e->data) : 0;
+		data_ind[i] = e->data ? STMT_INDICATOR_NONE : STMT_INDICATOR_NULL;
+	}
+	MYSQL_BIND bind[8];
+	memset(bind, 0, sizeof(bind));
+	bind[0].buffer_type = MYSQL_TYPE_LONGLONG; bind[0].buffer = hid; bind[0].is_unsigned = 1;
+	bind[1].buffer_type = MYSQL_TYPE_STRING; bind[1].buffer = uid; bind[1].length = uid_len;
+	bind[2].buffer_type = MYSQL_TYPE_LONGLONG; bind[2].buffer = t;
+	bind[3].buffer_type = MYSQL_TYPE_LONGLONG; bind[3].buffer = rcv;
+	bind[4].buffer_type = MYSQL_TYPE_LONG; bind[4].buffer = sev;
+	bind[5].buffer_type = MYSQL_TYPE_STRING; bind[5].buffer = kind; bind[5].length = kind_len;
+	bind[6].buffer_type = MYSQL_TYPE_STRING; bind[6].buffer = msg; bind[6].length = msg_len;
+	bind[7].buffer_type = MYSQL_TYPE_STRING; bind[7].buffer = data; bind[7].length = data_len;
+	bind[7].u.indicator = data_ind;
+	unsigned int arr = (unsigned int)n;
+	if (mysql_stmt_prepare(st, sql, sizeof(sql) - 1) ||
+	    mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &arr) ||
+	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st)) {
+		rc = db_stmt_fail(st, "insert events", err, errlen);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (st)
+		mysql_stmt_close(st);
+	free(hid); free(t); free(rcv); free(sev); free(uid); free(kind); free(msg); free(data);
+	free(uid_len); free(kind_len); free(msg_len); free(data_len); free(data_ind);
+	return rc;
+}
+
+static int
+batch_work(MYSQL *conn, void *arg, char *err, size_t errlen)
+{
+	struct batch *b = arg;
+	int rc;
+	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
+		return rc;
+	if ((rc = batch_write_hosts(conn, b, err, errlen)) != 0 ||
+	    (rc = batch_write_events(conn, b, err, errlen)) != 0)
+		return rc; /* the DB thread rolls back */
+	return db_exec(conn, "COMMIT", err, errlen);
+}
+
+/* ---- batching (main thread) ---- */
+
+static struct batch *
+batch_current(struct store *st)
+{
+	if (st->cur == NULL)
+		st->cur = calloc(1, sizeof(*st->cur));
+	return st->cur;
+}
+
+static struct store *done_store; /* the store whose batch is in flight */
+
+static void
+batch_done(void *arg, int rc, const char *err)
+{
+	struct batch *b = arg;
+	struct store *st = done_store;
+	if (rc != 0)
+		log_warnx("store", "write of %zu host change(s) and %zu event(s) failed: %s",
+		    b->nhosts, b->nevents, err);
+	for (size_t i = 0; i < b->nwaiters; i++)
+		b->waiters[i].cb(b->waiters[i].arg, rc == 0 ? 0 : -1, err);
+	batch_free(b);
+	st->in_flight = false;
+	if (st->ndirty > 0 || (st->cur && st->cur->nevents > 0))
+		store_schedule_flush(st);
+}
+
+static void
+host_row_fill(struct host_row *r, struct host *h)
+{
+	r->id = h->id;
+	r->last_seen = h->last_seen;
+	r->posture_time = h->posture_time;
+	str_copy(r->last_ip, h->last_ip, sizeof(r->last_ip));
+	r->wake_port = h->wake_port;
+	r->status = (int)h->st.status;
+	r->reasons = h->st.reasons;
+	r->posture = h->posture ? json_dumps(h->posture, JSON_COMPACT) : NULL;
+}
+
+static void
+store_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	store_flush(arg);
+}
+
+void
+store_flush(struct store *st)
+{
+	if (st->in_flight || st->srv->db == NULL)
+		return;
+	if (st->ndirty == 0 && (st->cur == NULL || st->cur->nevents == 0))
+		return;
+	struct batch *b = batch_current(st);
+	if (b == NULL)
+		return;
+	if (grow((void **)&b->hosts, &b->cap_hosts, st->ndirty, sizeof(*b->hosts)) < 0)
+		return;
+	for (size_t i = 0; i < st->ndirty; i++) {
+		struct host *h = st->dirty[i];
+		h->dirty = false;
+		if (h->id == 0)
+			continue;
+		host_row_fill(&b->hosts[b->nhosts++], h);
+	}
+	st->ndirty = 0;
+	st->cur = NULL;
+	st->in_flight = true;
+	done_store = st;
+	if (db_submit(st->srv->db, DB_JOB_RETRY, batch_work, batch_done, b) < 0) {
+		st->in_flight = false;
+		st->shed += b->nhosts;
+		log_warnx("store", "database queue full: %zu host change(s) shed, %zu event(s) refused",
+		    b->nhosts, b->nevents);
+		for (size_t i = 0; i < b->nwaiters; i++)
+			b->waiters[i].cb(b->waiters[i].arg, -1, "database queue full");
+		batch_free(b);
+	}
+}
+
+static void
+store_schedule_flush(struct store *st)
+{
+	if (st->flush_ev && !evtimer_pending(st->flush_ev, NULL)) {
+		struct timeval tv = { 0, FLUSH_INTERVAL_MS * 1000 };
+		evtimer_add(st->flush_ev, &tv);
+	}
+}
+
+void
+store_host_changed(struct store *st, struct host *h)
+{
+	if (h->dirty)
+		return; /* coalesced: the batch copies the newest state */
+	if (grow((void **)&st->dirty, &st->cap_dirty, st->ndirty + 1, sizeof(*st->dirty)) < 0) {
+		st->shed++;
+		return;
+	}
+	h->dirty = true;
+	st->dirty[st->ndirty++] = h;
+	store_schedule_flush(st);
+}
+
+int
+store_events(struct store *st, struct host *h, json_t *events, store_done_fn cb, void *arg)
+{
+	size_t n = json_array_size(events);
+	struct batch *b = batch_current(st);
+	size_t pending = b ? b->nevents : 0;
+	if (b == NULL || h->id == 0 || pending + n > st->events_max) {
+		st->shed += n;
+		return -1;
+	}
+	if (grow((void **)&b->events, &b->cap_events, b->nevents + n, sizeof(*b->events)) < 0 ||
+	    grow((void **)&b->waiters, &b->cap_waiters, b->nwaiters + 1, sizeof(*b->waiters)) < 0)
+		return -1;
+	int64_t now = now_s();
+	size_t i;
+	json_t *ev;
+	json_array_foreach(events, i, ev) {
+		struct event_row *r = &b->events[b->nevents++];
+		memset(r, 0, sizeof(*r));
+		r->host_id = h->id;
+		str_copy(r->uid, json_string_value(json_object_get(ev, "id")), sizeof(r->uid));
+		r->time = json_integer_value(json_object_get(ev, "time"));
+		r->received = now;
+		r->severity = severity_code(json_string_value(json_object_get(ev, "severity")));
+		str_copy(r->kind, json_string_value(json_object_get(ev, "kind")), sizeof(r->kind));
+		str_copy(r->message, json_string_value(json_object_get(ev, "message")), sizeof(r->message));
+		json_t *data = json_object_get(ev, "data");
+		r->data = data ? json_dumps(data, JSON_COMPACT) : NULL;
+	}
+	b->waiters[b->nwaiters++] = (struct waiter){ cb, arg };
+	if (b->nevents >= st->batch_max)
+		store_flush(st);
+	else
+		store_schedule_flush(st);
+	return 0;
+}
+
+/* ---- generic one-shot jobs ---- */
+
+struct job {
+	struct store *st;
+	store_done_fn cb;
+	void *arg;
+	struct host *host;       /* enrol */
+	struct token tok;        /* token put */
+	char name[65];           /* token del / token name for enrol */
+	/* events query */
+	char host_name[64];
+	int64_t since;
+	size_t limit;
+	store_rows_fn rows_cb;
+	json_t *rows;
+};
+
+static void
+job_done(void *arg, int rc, const char *err)
+{
+	struct job *j = arg;
+	if (j->rows_cb)
+		j->rows_cb(j->arg, rc == 0 ? j->rows : NULL, err);
+	else if (j->cb)
+		j->cb(j->arg, rc == 0 ? 0 : -1, err);
+	json_decref(j->rows);
+	free(j);
+}
+
+static int
+stmt_run(MYSQL *conn, const char *sql, MYSQL_BIND *bind, const char *what, MYSQL_STMT **out,
+    char *err, size_t errlen)
+{
+	MYSQL_STMT *st = mysql_stmt_init(conn);
+	if (st == NULL)
+		return db_conn_fail(conn, what, err, errlen);
+	if (mysql_stmt_prepare(st, sql, strlen(sql)) || (bind && mysql_stmt_bind_param(st, bind)) ||
+	    mysql_stmt_execute(st)) {
+		int rc = db_stmt_fail(st, what, err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	if (out)
+		*out = st;
+	else
+		mysql_stmt_close(st);
+	return 0;
+}
+
+#define BIND_STR(b, s) do { (b).buffer_type = MYSQL_TYPE_STRING; (b).buffer = (char *)(s); \
+	(b).buffer_length = (unsigned long)strlen(s); } while (0)
+#define BIND_I64(b, v) do { (b).buffer_type = MYSQL_TYPE_LONGLONG; (b).buffer = (v); } while (0)
+#define BIND_I32(b, v) do { (b).buffer_type = MYSQL_TYPE_LONG; (b).buffer = (v); } while (0)
+
+static int
+enroll_work(MYSQL *conn, void *arg, char *err, size_t errlen)
+{
+	struct job *j = arg;
+	struct host *h = j->host;
+	int rc;
+	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
+		return rc;
+	MYSQL_BIND b[5];
+	memset(b, 0, sizeof(b));
+	BIND_STR(b[0], h->uid);
+	BIND_STR(b[1], h->name);
+	BIND_STR(b[2], h->hostname);
+	BIND_STR(b[3], h->cert_serial);
+	BIND_I64(b[4], &h->enrolled_at);
+	MYSQL_STMT *st;
+	rc = stmt_run(conn, "INSERT INTO hosts (uid, name, hostname, cert_serial, enrolled_at)"
+	    " VALUES (?, ?, ?, ?, ?)", b, "insert host", &st, err, errlen);
+	if (rc != 0)
+		return rc;
+	h->id = mysql_stmt_insert_id(st);
+	mysql_stmt_close(st);
+	memset(b, 0, sizeof(b));
+	BIND_STR(b[0], j->name);
+	if ((rc = stmt_run(conn, "UPDATE enroll_tokens SET uses = uses + 1 WHERE name = ?", b,
+	    "count token use", NULL, err, errlen)) != 0)
+		return rc;
+	return db_exec(conn, "COMMIT", err, errlen);
+}
+
+int
+store_enroll(struct store *st, struct host *h, const char *token_name, store_done_fn cb, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -1;
+	*j = (struct job){ .st = st, .cb = cb, .arg = arg, .host = h };
+	str_copy(j->name, token_name, sizeof(j->name));
+	if (st->srv->db == NULL || db_submit(st->srv->db, 0, enroll_work, job_done, j) < 0) {
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+token_put_work(MYSQL *conn, void *arg, char *err, size_t errlen)
+{
+	struct job *j = arg;
+	MYSQL_BIND b[7];
+	memset(b, 0, sizeof(b));
+	BIND_STR(b[0], j->tok.name);
+	BIND_STR(b[1], j->tok.secret_hash);
+	BIND_I64(b[2], &j->tok.expires_at);
+	BIND_I32(b[3], &j->tok.max_uses);
+	BIND_I32(b[4], &j->tok.uses);
+	BIND_STR(b[5], j->tok.source);
+	BIND_I64(b[6], &j->tok.created_at);
+	/* uses is only set on insert: a running count is never reset by a reload */
+	return stmt_run(conn, "INSERT INTO enroll_tokens (name, secret_hash, expires_at, max_uses, uses,"
+	    " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+	    " secret_hash=VALUES(secret_hash), expires_at=VALUES(expires_at),"
+	    " max_uses=VALUES(max_uses), source=VALUES(source)", b, "store token", NULL, err, errlen);
+}
+
+int
+store_token_put(struct store *st, const struct token *t, store_done_fn cb, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -1;
+	*j = (struct job){ .st = st, .cb = cb, .arg = arg, .tok = *t };
+	if (st->srv->db == NULL || db_submit(st->srv->db, DB_JOB_RETRY, token_put_work, job_done, j) < 0) {
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+token_del_work(MYSQL *conn, void *arg, char *err, size_t errlen)
+{
+	struct job *j = arg;
+	MYSQL_BIND b[1];
+	memset(b, 0, sizeof(b));
+	BIND_STR(b[0], j->name);
+	return stmt_run(conn, "DELETE FROM enroll_tokens WHERE name = ?", b, "delete token", NULL,
+	    err, errlen);
+}
+
+int
+store_token_del(struct store *st, const char *name, store_done_fn cb, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -1;
+	*j = (struct job){ .st = st, .cb = cb, .arg = arg };
+	str_copy(j->name, name, sizeof(j->name));
+	if (st->srv->db == NULL || db_submit(st->srv->db, DB_JOB_RETRY, token_del_work, job_done, j) < 0) {
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- events query ---- */
+
+static int
+events_work(MYSQL *conn, void *arg, char *err, size_t errlen)
+{
+	struct job *j = arg;
+	long long limit = (long long)j->limit;
+	MYSQL_STMT *st;
+	int rc;
+	MYSQL_BIND p[4];
+	memset(p, 0, sizeof(p));
+	BIND_I64(p[0], &j->since);
+	BIND_STR(p[1], j->host_name);
+	BIND_STR(p[2], j->host_name);
+	BIND_I64(p[3], &limit);
+	rc = stmt_run(conn,
+	    "SELECT e.id, h.name, e.event_uid, e.time, e.received, e.severity, e.kind, e.message,"
+	    " IFNULL(e.data, '') FROM events e JOIN hosts h ON h.id = e.host_id"
+	    " WHERE e.time >= ? AND (? = '' OR h.name = ?) ORDER BY e.id DESC LIMIT ?", p,
+	    "query events", &st, err, errlen);
+	if (rc != 0)
+		return rc;
+	unsigned long long id;
+	long long t, rcv;
+	int sev;
+	char name[256], uid[40], kind[80], msg[1100];
+	char *data = malloc(1 << 20);
+	unsigned long name_len, uid_len, kind_len, msg_len, data_len;
+	MYSQL_BIND r[9];
+	memset(r, 0, sizeof(r));
+	r[0].buffer_type = MYSQL_TYPE_LONGLONG; r[0].buffer = &id; r[0].is_unsigned = 1;
+	r[1].buffer_type = MYSQL_TYPE_STRING; r[1].buffer = name; r[1].buffer_length = sizeof(name); r[1].length = &name_len;
+	r[2].buffer_type = MYSQL_TYPE_STRING; r[2].buffer = uid; r[2].buffer_length = sizeof(uid); r[2].length = &uid_len;
+	r[3].buffer_type = MYSQL_TYPE_LONGLONG; r[3].buffer = &t;
+	r[4].buffer_type = MYSQL_TYPE_LONGLONG; r[4].buffer = &rcv;
+	r[5].buffer_type = MYSQL_TYPE_LONG; r[5].buffer = &sev;
+	r[6].buffer_type = MYSQL_TYPE_STRING; r[6].buffer = kind; r[6].buffer_length = sizeof(kind); r[6].length = &kind_len;
+	r[7].buffer_type = MYSQL_TYPE_STRING; r[7].buffer = msg; r[7].buffer_length = sizeof(msg); r[7].length = &msg_len;
+	r[8].buffer_type = MYSQL_TYPE_STRING; r[8].buffer = data; r[8].buffer_length = data ? (1 << 20) : 0; r[8].length = &data_len;
+	if (data == NULL || mysql_stmt_bind_result(st, r)) {
+		free(data);
+		rc = db_stmt_fail(st, "bind events", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	j->rows = json_array();
+	int f;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		name[name_len < sizeof(name) ? name_len : sizeof(name) - 1] = '\0';
+		uid[uid_len < sizeof(uid) ? uid_len : sizeof(uid) - 1] = '\0';
+		kind[kind_len < sizeof(kind) ? kind_len : sizeof(kind) - 1] = '\0';
+		msg[msg_len < sizeof(msg) ? msg_len : sizeof(msg) - 1] = '\0';
+		json_t *ev = json_pack("{s:I, s:s, s:s, s:I, s:I, s:s, s:s, s:s}",
+		    "seq", (json_int_t)id, "host", name, "id", uid, "time", (json_int_t)t,
+		    "received", (json_int_t)rcv, "severity", severity_name(sev), "kind", kind,
+		    "message", msg);
+		if (data_len > 0 && data_len < (1 << 20)) {
+			json_t *d = json_loadb(data, data_len, 0, NULL);
+			if (d)
+				json_object_set_new(ev, "data", d);
+		}
+		json_array_append_new(j->rows, ev);
+	}
+	free(data);
+	if (f == 1) {
+		rc = db_stmt_fail(st, "fetch events", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	mysql_stmt_close(st);
+	return 0;
+}
+
+int
+store_query_events(struct store *st, const char *host_name, int64_t since, size_t limit,
+    store_rows_fn cb, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -1;
+	*j = (struct job){ .st = st, .rows_cb = cb, .arg = arg, .since = since, .limit = limit };
+	str_copy(j->host_name, host_name ? host_name : "", sizeof(j->host_name));
+	if (st->srv->db == NULL || db_submit(st->srv->db, 0, events_work, job_done, j) < 0) {
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- start-up load (hosts, tokens, administrators) ---- */
+
+struct load {
+	struct store *st;
+	struct host **hosts;
+	size_t nhosts, cap_hosts;
+	struct token *tokens;
+	size_t ntokens, cap_tokens;
+	struct admin_cache *admins;
+	size_t nadmins, cap_admins;
+	char password_file[4096];
+	bool created_admin;
+};
+
+static void
+load_free(struct load *l)
+{
+	for (size_t i = 0; i < l->nhosts; i++)
+		host_free(l->hosts[i]);
+	free(l->hosts);
+	free(l->tokens);
+	free(l->admins);
+	free(l);
+}
+
+static void
+copy_col(char *dst, size_t dstsz, const char *src, unsigned long len)
+{
+	size_t n = len < dstsz ? len : dstsz - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static int
+load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
+{
+	MYSQL_STMT *st;
+	int rc = stmt_run(conn, "SELECT id, uid, name, hostname, cert_serial, enrolled_at, last_seen,"
+	    " last_ip, wake_port, posture_time, IFNULL(posture, '') FROM hosts", NULL,
+	    "load hosts", &st, err, errlen);
+	if (rc != 0)
+		return rc;
+	unsigned long long id;
+	long long enrolled, seen, ptime;
+	int wake;
+	char uid[40], name[80], hostname[300], serial[80], ip[80];
+	unsigned long len[11];
+	MYSQL_BIND r[11];
+	memset(r, 0, sizeof(r));
+	r[0].buffer_type = MYSQL_TYPE_LONGLONG; r[0].buffer = &id; r[0].is_unsigned = 1;
+	r[1].buffer_type = MYSQL_TYPE_STRING; r[1].buffer = uid; r[1].buffer_length = sizeof(uid);
+	r[2].buffer_type = MYSQL_TYPE_STRING; r[2].buffer = name; r[2].buffer_length = sizeof(name);
+	r[3].buffer_type = MYSQL_TYPE_STRING; r[3].buffer = hostname; r[3].buffer_length = sizeof(hostname);
+	r[4].buffer_type = MYSQL_TYPE_STRING; r[4].buffer = serial; r[4].buffer_length = sizeof(serial);
+	r[5].buffer_type = MYSQL_TYPE_LONGLONG; r[5].buffer = &enrolled;
+	r[6].buffer_type = MYSQL_TYPE_LONGLONG; r[6].buffer = &seen;
+	r[7].buffer_type = MYSQL_TYPE_STRING; r[7].buffer = ip; r[7].buffer_length = sizeof(ip);
+	r[8].buffer_type = MYSQL_TYPE_LONG; r[8].buffer = &wake;
+	r[9].buffer_type = MYSQL_TYPE_LONGLONG; r[9].buffer = &ptime;
+	r[10].buffer_type = MYSQL_TYPE_STRING; r[10].buffer = NULL; r[10].buffer_length = 0;
+	for (int i = 0; i < 11; i++)
+		r[i].length = &len[i];
+	if (mysql_stmt_bind_result(st, r)) {
+		rc = db_stmt_fail(st, "bind hosts", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	int f;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		struct host *h = calloc(1, sizeof(*h));
+		if (h == NULL || grow((void **)&l->hosts, &l->cap_hosts, l->nhosts + 1, sizeof(*l->hosts)) < 0) {
+			free(h);
+			break;
+		}
+		h->id = id;
+		copy_col(h->uid, sizeof(h->uid), uid, len[1]);
+		copy_col(h->name, sizeof(h->name), name, len[2]);
+		copy_col(h->hostname, sizeof(h->hostname), hostname, len[3]);
+		copy_col(h->cert_serial, sizeof(h->cert_serial), serial, len[4]);
+		h->enrolled_at = enrolled;
+		h->last_seen = seen;
+		copy_col(h->last_ip, sizeof(h->last_ip), ip, len[7]);
+		h->wake_port = wake;
+		h->posture_time = ptime;
+		if (len[10] > 0) {
+			char *text = malloc(len[10] + 1);
+			MYSQL_BIND col;
+			memset(&col, 0, sizeof(col));
+			col.buffer_type = MYSQL_TYPE_STRING;
+			col.buffer = text;
+			col.buffer_length = len[10] + 1;
+			if (text && mysql_stmt_fetch_column(st, &col, 10, 0) == 0)
+				h->posture = json_loadb(text, len[10], 0, NULL);
+			free(text);
+		}
+		l->hosts[l->nhosts++] = h;
+	}
+	rc = f == 1 ? db_stmt_fail(st, "fetch hosts", err, errlen) : 0;
+	mysql_stmt_close(st);
+	return rc;
+}
+
+static int
+load_tokens(MYSQL *conn, struct load *l, char *err, size_t errlen)
+{
+	MYSQL_STMT *st;
+	int rc = stmt_run(conn, "SELECT name, secret_hash, expires_at, max_uses, uses, source,"
+	    " created_at FROM enroll_tokens", NULL, "load tokens", &st, err, errlen);
+	if (rc != 0)
+		return rc;
+	struct token t;
+	unsigned long len[7];
+	char name[80], hash[80], source[32];
+	long long exp, created;
+	int max_uses, uses;
+	MYSQL_BIND r[7];
+	memset(r, 0, sizeof(r));
+	r[0].buffer_type = MYSQL_TYPE_STRING; r[0].buffer = name; r[0].buffer_length = sizeof(name);
+	r[1].buffer_type = MYSQL_TYPE_STRING; r[1].buffer = hash; r[1].buffer_length = sizeof(hash);
+	r[2].buffer_type = MYSQL_TYPE_LONGLONG; r[2].buffer = &exp;
+	r[3].buffer_type = MYSQL_TYPE_LONG; r[3].buffer = &max_uses;
+	r[4].buffer_type = MYSQL_TYPE_LONG; r[4].buffer = &uses;
+	r[5].buffer_type = MYSQL_TYPE_STRING; r[5].buffer = source; r[5].buffer_length = sizeof(source);
+	r[6].buffer_type = MYSQL_TYPE_LONGLONG; r[6].buffer = &created;
+	for (int i = 0; i < 7; i++)
+		r[i].length = &len[i];
+	if (mysql_stmt_bind_result(st, r)) {
+		rc = db_stmt_fail(st, "bind tokens", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	int f;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (grow((void **)&l->tokens, &l->cap_tokens, l->ntokens + 1, sizeof(*l->tokens)) < 0)
+			break;
+		memset(&t, 0, sizeof(t));
+		copy_col(t.name, sizeof(t.name), name, len[0]);
+		copy_col(t.secret_hash, sizeof(t.secret_hash), hash, len[1]);
+		t.expires_at = exp;
+		t.max_uses = max_uses;
+		t.uses = uses;
+		copy_col(t.source, sizeof(t.source), source, len[5]);
+		t.created_at = created;
+		l->tokens[l->ntokens++] = t;
+	}
+	rc = f == 1 ? db_stmt_fail(st, "fetch tokens", err, errlen) : 0;
+	mysql_stmt_close(st);
+	return rc;
+}
+
+static void
+pbkdf2_hex(const char *password, const char *salt, int iter, char out[65])
+{
+	unsigned char dk[32];
+	PKCS5_PBKDF2_HMAC(password, (int)strlen(password), (const unsigned char *)salt,
+	    (int)strlen(salt), iter, EVP_sha256(), sizeof(dk), dk);
+	hex_encode(dk, sizeof(dk), out);
+}
+
+static int
+load_admins(MYSQL *conn, struct load *l, char *err, size_t errlen)
+{
+	MYSQL_STMT *st;
+	int rc = stmt_run(conn, "SELECT name, pw_hash, salt, iterations FROM admins", NULL,
+	    "load administrators", &st, err, errlen);
+	if (rc != 0)
+		return rc;
+	struct admin_cache a;
+	unsigned long len[4];
+	char name[80], hash[80], salt[80];
+	int iter;
+	MYSQL_BIND r[4];
+	memset(r, 0, sizeof(r));
+	r[0].buffer_type = MYSQL_TYPE_STRING; r[0].buffer = name; r[0].buffer_length = sizeof(name);
+	r[1].buffer_type = MYSQL_TYPE_STRING; r[1].buffer = hash; r[1].buffer_length = sizeof(hash);
+	r[2].buffer_type = MYSQL_TYPE_STRING; r[2].buffer = salt; r[2].buffer_length = sizeof(salt);
+	r[3].buffer_type = MYSQL_TYPE_LONG; r[3].buffer = &iter;
+	for (int i = 0; i < 4; i++)
+		r[i].length = &len[i];
+	if (mysql_stmt_bind_result(st, r)) {
+		rc = db_stmt_fail(st, "bind administrators", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	int f;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (grow((void **)&l->admins, &l->cap_admins, l->nadmins + 1, sizeof(*l->admins)) < 0)
+			break;
+		memset(&a, 0, sizeof(a));
+		copy_col(a.name, sizeof(a.name), name, len[0]);
+		copy_col(a.pw_hash, sizeof(a.pw_hash), hash, len[1]);
+		copy_col(a.salt, sizeof(a.salt), salt, len[2]);
+		a.iterations = iter;
+		l->admins[l->nadmins++] = a;
+	}
+	rc = f == 1 ? db_stmt_fail(st, "fetch administrators", err, errlen) : 0;
+	mysql_stmt_close(st);
+	return rc;
+}
+
+/* First start: an administrator "admin" with a random password, written to
+ * the state directory (0600) for the operator and custosctl to read. */
+static int
+create_admin(MYSQL *conn, struct load *l, char *err, size_t errlen)
+{
+	struct admin_cache a;
+	char password[33];
+	memset(&a, 0, sizeof(a));
+	str_copy(a.name, "admin", sizeof(a.name));
+	if (random_id(password) < 0 || random_id(a.salt) < 0) {
+		str_fmt(err, errlen, "no randomness for the administrator password");
+		return -1;
+	}
+	a.iterations = PBKDF2_ITER;
+	pbkdf2_hex(password, a.salt, a.iterations, a.pw_hash);
+	char line[64];
+	int n = str_fmt(line, sizeof(line), "%s\n", password);
+	if (file_write_atomic(l->password_file, line, (size_t)n, 0600) < 0) {
+		str_fmt(err, errlen, "cannot write %s: %s", l->password_file, strerror(errno));
+		return -1;
+	}
+	int64_t now = now_s();
+	MYSQL_BIND b[5];
+	memset(b, 0, sizeof(b));
+	BIND_STR(b[0], a.name);
+	BIND_STR(b[1], a.pw_hash);
+	BIND_STR(b[2], a.salt);
+	BIND_I32(b[3], &a.iterations);
+	BIND_I64(b[4], &now);
+	int rc = stmt_run(conn, "INSERT INTO admins (name, pw_hash, salt, iterations, created_at)"
+	    " VALUES (?, ?, ?, ?, ?)", b, "create administrator", NULL, err, errlen);
+	if (rc != 0)
+		return rc;
+	if (grow((void **)&l->admins, &l->cap_admins, l->nadmins + 1, sizeof(*l->admins)) < 0)
+		return -1;
+	l->admins[l->nadmins++] = a;
+	l->created_admin = true;
+	return 0;
+}
+
+static int
+load_work(MYSQL *conn, void *arg, char *err, size_t errlen)
+{
+	struct load *l = arg;
+	/* a retried load starts over */
+	for (size_t i = 0; i < l->nhosts; i++)
+		host_free(l->hosts[i]);
+	l->nhosts = l->ntokens = l->nadmins = 0;
+	int rc;
+	if ((rc = load_hosts(conn, l, err, errlen)) != 0 || (rc = load_tokens(conn, l, err, errlen)) != 0 ||
+	    (rc = load_admins(conn, l, err, errlen)) != 0)
+		return rc;
+	if (l->nadmins == 0)
+		return create_admin(conn, l, err, errlen);
+	return 0;
+}
+
+static void
+token_written(void *arg, int rc, const char *err)
+{
+	struct store *st = arg;
+	(void)st;
+	if (rc != 0)
+		log_warnx("store", "could not store a configured enrolment token: %s", err);
+}
+
+/* Configured tokens (enroll.tokens) are owned by the configuration: created
+ * or updated from it; ones removed from it are deleted. */
+static void
+store_apply_config_tokens(struct store *st)
+{
+	struct server *srv = st->srv;
+	const char *list = "enroll.tokens";
+	size_t n = conf_list_len(srv->cfg, list);
+	for (size_t i = 0; i < n; i++) {
+		struct token t;
+		memset(&t, 0, sizeof(t));
+		str_copy(t.name, conf_list_str(srv->cfg, list, i, "name"), sizeof(t.name));
+		token_hash(conf_list_str(srv->cfg, list, i, "secret"), t.secret_hash);
+		t.expires_at = conf_list_int(srv->cfg, list, i, "expires");
+		t.max_uses = (int)conf_list_int(srv->cfg, list, i, "max_uses");
+		str_copy(t.source, "config", sizeof(t.source));
+		t.created_at = now_s();
+		struct token *old = registry_token(srv->reg, t.name);
+		if (old) {
+			t.uses = old->uses;
+			t.created_at = old->created_at;
+			if (old->expires_at == t.expires_at && old->max_uses == t.max_uses &&
+			    strcmp(old->secret_hash, t.secret_hash) == 0 && strcmp(old->source, "config") == 0)
+				continue;
+		}
+		registry_put_token(srv->reg, &t);
+		store_token_put(st, &t, token_written, st);
+	}
+	size_t nt;
+	struct token **all = registry_tokens_sorted(srv->reg, &nt);
+	for (size_t i = 0; all && i < nt; i++) {
+		if (strcmp(all[i]->source, "config") != 0)
+			continue;
+		bool declared = false;
+		for (size_t k = 0; k < n && !declared; k++)
+			declared = strcmp(conf_list_str(srv->cfg, list, k, "name"), all[i]->name) == 0;
+		if (!declared) {
+			log_info("store", "enrolment token \"%s\" was removed from the configuration; deleting it",
+			    all[i]->name);
+			store_token_del(st, all[i]->name, token_written, st);
+			registry_del_token(srv->reg, all[i]->name);
+		}
+	}
+	free(all);
+}
+
+void
+store_reload_config(struct store *st)
+{
+	if (st->srv->loaded)
+		store_apply_config_tokens(st);
+}
+
+static void
+load_done(void *arg, int rc, const char *err)
+{
+	struct load *l = arg;
+	struct store *st = l->st;
+	struct server *srv = st->srv;
+	st->loading = false;
+	if (rc != 0) {
+		log_warnx("store", "loading hosts and tokens from the database failed: %s", err);
+		load_free(l);
+		return;
+	}
+	int64_t now = now_s();
+	size_t merged = 0;
+	for (size_t i = 0; i < l->nhosts; i++) {
+		struct host *h = l->hosts[i];
+		struct host *mem = registry_host_by_uid(srv->reg, h->uid);
+		if (mem) {
+			/* seen while the database was away: the database names the
+			 * host, the live connection keeps the newer posture */
+			mem->id = h->id;
+			if (registry_rename_host(srv->reg, mem, h->name) < 0)
+				log_warnx("store", "host %s: name %s is taken; keeping %s", h->uid, h->name, mem->name);
+			str_copy(mem->hostname, h->hostname, sizeof(mem->hostname));
+			str_copy(mem->cert_serial, h->cert_serial, sizeof(mem->cert_serial));
+			mem->enrolled_at = h->enrolled_at;
+			if (mem->posture == NULL && h->posture) {
+				mem->posture = json_incref(h->posture);
+				mem->posture_time = h->posture_time;
+				host_evaluate(mem, &srv->thr, now);
+			}
+			merged++;
+			store_host_changed(st, mem);
+			host_free(h);
+			continue;
+		}
+		host_evaluate(h, &srv->thr, now);
+		if (registry_add_host(srv->reg, h) < 0) {
+			log_warnx("store", "host %s (%s) is in the database twice; ignoring one", h->name, h->uid);
+			host_free(h);
+		}
+	}
+	l->nhosts = 0;
+	for (size_t i = 0; i < l->ntokens; i++)
+		registry_put_token(srv->reg, &l->tokens[i]);
+	free(st->admins);
+	st->admins = l->admins;
+	st->nadmins = l->nadmins;
+	l->admins = NULL;
+	if (l->created_admin)
+		log_info("store", "created administrator \"admin\"; its password is in %s", l->password_file);
+	srv->loaded = true;
+	log_info("store", "loaded %zu host(s), %zu token(s) from the database%s", registry_host_count(srv->reg),
+	    l->ntokens, merged ? " (merged with hosts seen meanwhile)" : "");
+	load_free(l);
+	store_apply_config_tokens(st);
+}
+
+void
+store_db_up(struct store *st)
+{
+	if (st->srv->loaded || st->loading)
+		return;
+	struct load *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return;
+	l->st = st;
+	str_fmt(l->password_file, sizeof(l->password_file), "%s/admin.password",
+	    conf_str(st->srv->cfg, "server.state_dir"));
+	st->loading = true;
+	if (db_submit(st->srv->db, DB_JOB_RETRY, load_work, load_done, l) < 0) {
+		st->loading = false;
+		load_free(l);
+	}
+}
+
+int
+store_admin_check(struct store *st, const char *user, const char *password)
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	EVP_Digest(password, strlen(password), md, &mdlen, EVP_sha256(), NULL);
+	for (size_t i = 0; i < st->nadmins; i++) {
+		struct admin_cache *a = &st->admins[i];
+		if (strcmp(a->name, user) != 0)
+			continue;
+		if (a->has_good && CRYPTO_memcmp(a->good, md, sizeof(md)) == 0)
+			return 0;
+		char hash[65];
+		pbkdf2_hex(password, a->salt, a->iterations, hash);
+		if (CRYPTO_memcmp(hash, a->pw_hash, 64) != 0)
+			return -1;
+		memcpy(a->good, md, sizeof(md));
+		a->has_good = true;
+		return 0;
+	}
+	return -1;
+}
+
+struct store *
+store_new(struct server *srv, size_t events_max, size_t batch_max)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return NULL;
+	st->srv = srv;
+	st->events_max = events_max;
+	st->batch_max = batch_max;
+	st->flush_ev = evtimer_new(srv->base, store_flush_cb, st);
+	if (st->flush_ev == NULL) {
+		free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void
+store_free(struct store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->cur) {
+		for (size_t i = 0; i < st->cur->nwaiters; i++)
+			st->cur->waiters[i].cb(st->cur->waiters[i].arg, -1, "shutting down");
+		batch_free(st->cur);
+	}
+	if (st->flush_ev)
+		event_free(st->flush_ev);
+	free(st->dirty);
+	free(st->admins);
+	free(st);
+}
+
+size_t
+store_pending_events(const struct store *st)
+{
+	return st->cur ? st->cur->nevents : 0;
+}
+
+size_t
+store_pending_hosts(const struct store *st)
+{
+	return st->ndirty;
+}
+
+uint64_t
+store_shed_count(const struct store *st)
+{
+	return st->shed;
+}
