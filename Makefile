@@ -28,6 +28,7 @@ DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
 CTL_SRC    := $(filter-out console/main.c,$(wildcard console/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -39,6 +40,7 @@ ALL_A    := $(DAEMON_A) $(AGENT_A) $(CTL_A) $(LIB_A)
 
 PROGS := $(BUILD)/custosd $(BUILD)/custos-agent $(BUILD)/custosctl
 UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 
 .PHONY: all deps run stop test unit integration asan bench clean check-config
 all: $(PROGS)
@@ -70,7 +72,12 @@ $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC  $<"; $(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-units: $(UNITS)
+# Test helpers (e.g. a wake-up datagram forger) used by integration tests.
+$(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c) $(ALL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS)
+
+units: $(UNITS) $(TOOLS)
 
 deps:
 	@appliance/bootstrap.sh
@@ -79,7 +86,7 @@ deps:
 unit: $(PROGS) $(UNITS)
 	@tests/run-units.sh $(BUILD)
 
-integration: $(PROGS)
+integration: $(PROGS) $(TOOLS)
 	@CUSTOS_BUILD=$(BUILD) tests/integration/run.sh
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

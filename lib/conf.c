@@ -151,16 +151,27 @@ short_type(enum conf_type t)
 	return "?";
 }
 
-/* "FILE:LINE" of a setting (its own file when it came from an @include). */
+/* "FILE:LINE" for a libconfig source name: the file as the user named it,
+ * or an @include, which libconfig names relative to the include dir. */
+static void
+where_fmt(const struct loader *ld, const char *f, unsigned line, char *out,
+    size_t outlen)
+{
+	int r;
+
+	if (f == NULL || strcmp(f, ld->file) == 0 || f[0] == '/')
+		r = str_fmt(out, outlen, "%s:%u", f != NULL ? f : ld->file, line);
+	else
+		r = str_fmt(out, outlen, "%s/%s:%u", ld->dir, f, line);
+	if (r < 0)
+		str_copy(out, ld->file, outlen);
+}
+
 static void
 where_of(const struct loader *ld, const config_setting_t *s, char *out, size_t outlen)
 {
-	const char *f = config_setting_source_file(s);
-	if (f == NULL)
-		f = ld->file;
-	if (str_fmt(out, outlen, "%s:%u", f,
-	    (unsigned)config_setting_source_line(s)) < 0)
-		str_copy(out, f, outlen);
+	where_fmt(ld, config_setting_source_file(s),
+	    (unsigned)config_setting_source_line(s), out, outlen);
 }
 
 /* ---- schema ---- */
@@ -238,7 +249,9 @@ suggest(const struct conf *c, const char *path, char *out, size_t outlen)
 		/* the key, then each of its group prefixes */
 		for (;;) {
 			size_t d = edit_distance(path, cand);
-			if (d > 0 && d <= limit && d < best) {
+			size_t cl = strlen(cand);
+			bool is_elem = cl >= 2 && strcmp(cand + cl - 2, "[]") == 0;
+			if (!is_elem && d > 0 && d <= limit && d < best) {
 				best = d;
 				str_copy(out, cand, outlen);
 			}
@@ -678,10 +691,15 @@ read_file(struct loader *ld, config_t *cfg, const char *file)
 		    strerror(errno));
 		return -1;
 	}
-	if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CONF_MAX_FILE) {
-		err_add(&ld->eb, "%s: not a regular file of at most %d bytes",
-		    file, CONF_MAX_FILE);
+	if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
+		err_add(&ld->eb, "%s: not a regular file; give the path of a "
+		    "configuration file", file);
+		fclose(fp);
+		return -1;
+	}
+	if (st.st_size > CONF_MAX_FILE) {
+		err_add(&ld->eb, "%s: larger than %d MiB; this is not a "
+		    "configuration file", file, CONF_MAX_FILE / (1024 * 1024));
 		fclose(fp);
 		return -1;
 	}
@@ -691,14 +709,16 @@ read_file(struct loader *ld, config_t *cfg, const char *file)
 	/* @include "x" is relative to the file, like its paths */
 	config_set_include_dir(cfg, ld->dir);
 	if (config_read_file(cfg, file) != CONFIG_TRUE) {
-		const char *ef = config_error_file(cfg);
 		const char *et = config_error_text(cfg);
-		if (config_error_type(cfg) == CONFIG_ERR_PARSE)
-			err_add(&ld->eb, "%s:%d: %s", ef ? ef : file,
-			    config_error_line(cfg), et ? et : "syntax error");
+		char where[PATH_MAX + 32];
+		int line = config_error_line(cfg);
+
+		if (line > 0)
+			where_fmt(ld, config_error_file(cfg), (unsigned)line, where,
+			    sizeof(where));
 		else
-			err_add(&ld->eb, "%s: %s", ef ? ef : file,
-			    et ? et : "cannot read configuration");
+			str_copy(where, file, sizeof(where));
+		err_add(&ld->eb, "%s: %s", where, et != NULL ? et : "cannot be read");
 		return -1;
 	}
 	return 0;
