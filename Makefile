@@ -59,15 +59,15 @@ $(CTL_A): $(call obj,$(CTL_SRC))
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
 $(BUILD)/custosd: $(call obj,daemon/main.c) $(DAEMON_A) $(LIB_A)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/custos-agent: $(call obj,agent/main.c) $(AGENT_A) $(LIB_A)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/custosctl: $(call obj,console/main.c) $(CTL_A) $(LIB_A)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ALL_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS) $(CMOCKA_LIBS)
+	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS) $(CMOCKA_LIBS)
 $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC  $<"; $(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
@@ -75,7 +75,7 @@ $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c
 # Test helpers (e.g. a wake-up datagram forger) used by integration tests.
 $(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c) $(ALL_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS)
 
 units: $(UNITS) $(TOOLS)
 

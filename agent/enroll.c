@@ -19,6 +19,7 @@
 #include "conf.h"
 #include "frame.h"
 #include "log.h"
+#include "net.h"
 #include "pki.h"
 #include "tls.h"
 #include "util.h"
@@ -59,47 +60,6 @@ agent_parse_server(const char *spec, char *host, size_t hostlen, int *port)
 		*port = (int)p;
 	}
 	return 0;
-}
-
-/* TCP connect with a timeout; returns a blocking socket with I/O timeouts. */
-static int
-tcp_connect(const char *host, int port, int timeout_s, char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	char portstr[16];
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	int rc = getaddrinfo(host, portstr, &hints, &res);
-	if (rc != 0) {
-		str_fmt(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-		return -1;
-	}
-	int fd = -1;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			int soerr = 0;
-			socklen_t sl = sizeof(soerr);
-			if (poll(&p, 1, timeout_s * 1000) == 1 &&
-			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
-				break;
-			errno = soerr ? soerr : ETIMEDOUT;
-		}
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0) {
-		str_fmt(err, errlen, "cannot connect to %s:%d: %s", host, port, strerror(errno));
-		return -1;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	struct timeval tv = { timeout_s, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
 }
 
 static int
@@ -230,7 +190,7 @@ agent_enroll(struct agent *a, const char *server, const char *token, char *err, 
 		goto out;
 	if ((ctx = tls_client_ctx(NULL, NULL, NULL, err, errlen)) == NULL)
 		goto out;
-	if ((fd = tcp_connect(host, port, timeout, err, errlen)) < 0)
+	if ((fd = net_connect(host, port, timeout, err, errlen)) < 0)
 		goto out;
 	ssl = SSL_new(ctx);
 	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_set_tlsext_host_name(ssl, host) != 1 ||

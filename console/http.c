@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "net.h"
 #include "tls.h"
 #include "util.h"
 
@@ -41,33 +42,6 @@ http_parse_url(const char *url, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
-static int
-connect_tcp(const char *host, int port, char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	char ps[16];
-	snprintf(ps, sizeof(ps), "%d", port);
-	int rc = getaddrinfo(host, ps, &hints, &res);
-	if (rc != 0) {
-		str_fmt(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-		return -1;
-	}
-	int fd = -1;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		str_fmt(err, errlen, "cannot connect to the console API at %s:%d: %s (is custosd running?)",
-		    host, port, strerror(errno));
-	return fd;
-}
-
 int
 http_request(const struct http_target *t, const char *method, const char *path, const char *body,
     int *status, char **response, char *err, size_t errlen)
@@ -80,10 +54,11 @@ http_request(const struct http_target *t, const char *method, const char *path, 
 
 	if ((ctx = tls_client_ctx(NULL, NULL, t->ca_file, err, errlen)) == NULL)
 		return -1;
-	if ((fd = connect_tcp(t->host, t->port, err, errlen)) < 0)
+	if ((fd = net_connect(t->host, t->port, 60, err, errlen)) < 0) {
+		size_t n = strlen(err);
+		str_fmt(err + n, errlen - n, " (is custosd running? check api.url)");
 		goto out;
-	struct timeval tv = { 60, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
 	ssl = SSL_new(ctx);
 	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1)
 		goto out;

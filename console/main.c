@@ -82,6 +82,15 @@ call(struct ctl *c, const char *method, const char *path, json_t *body)
 	return j;
 }
 
+/* "/api/v1/COLLECTION/NAME[SUFFIX]" with NAME percent-encoded. */
+static void
+object_path(char *out, size_t len, const char *collection, const char *name, const char *suffix)
+{
+	char *enc = evhttp_uriencode(name, -1, 0);
+	str_fmt(out, len, "/api/v1/%s/%s%s", collection, enc ? enc : name, suffix);
+	free(enc);
+}
+
 static void
 print_json(json_t *j)
 {
@@ -172,9 +181,7 @@ static int
 cmd_host(struct ctl *c, const char *name)
 {
 	char path[512];
-	char *enc = evhttp_uriencode(name, -1, 0);
-	str_fmt(path, sizeof(path), "/api/v1/hosts/%s", enc ? enc : name);
-	free(enc);
+	object_path(path, sizeof(path), "hosts", name, "");
 	json_t *j = call(c, "GET", path, NULL);
 	if (j == NULL)
 		return 1;
@@ -319,9 +326,7 @@ cmd_token(struct ctl *c, int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "delete") == 0) {
 		char path[256];
-		char *enc = evhttp_uriencode(argv[2], -1, 0);
-		str_fmt(path, sizeof(path), "/api/v1/tokens/%s", enc ? enc : argv[2]);
-		free(enc);
+		object_path(path, sizeof(path), "tokens", argv[2], "");
 		return cmd_simple(c, "DELETE", path);
 	}
 	fprintf(stderr, "custosctl: token list | token create NAME [--days N] [--max-uses N] | token delete NAME\n");
@@ -428,9 +433,7 @@ main(int argc, char **argv)
 		rc = cmd_simple(&c, "GET", "/api/v1/status");
 	else if (strcmp(cmd, "wake") == 0 && nargs == 2) {
 		char path[512];
-		char *enc = evhttp_uriencode(args[1], -1, 0);
-		str_fmt(path, sizeof(path), "/api/v1/hosts/%s/wake", enc ? enc : args[1]);
-		free(enc);
+		object_path(path, sizeof(path), "hosts", args[1], "/wake");
 		rc = cmd_simple(&c, "POST", path);
 	} else if (strcmp(cmd, "events") == 0)
 		rc = cmd_events(&c, nargs, args);

@@ -118,20 +118,12 @@ static void
 on_db_state(void *arg, enum db_state state, const char *detail)
 {
 	struct daemon_ctx *d = arg;
-	switch (state) {
-	case DB_STATE_UP:
-		log_info("db", "database connected");
+	/* db.c logs every state change itself; here only what follows from it */
+	(void)detail;
+	if (state == DB_STATE_UP)
 		store_db_up(d->srv.store);
-		break;
-	case DB_STATE_DOWN:
-		log_warnx("db", "database unavailable: %s; serving from memory, writes are queued", detail);
-		break;
-	case DB_STATE_REFUSED:
-		log_error("db", "%s", detail);
-		break;
-	case DB_STATE_CONNECTING:
-		break;
-	}
+	else if (state == DB_STATE_DOWN)
+		log_info("main", "serving agents and the console from memory; writes wait for the database");
 }
 
 static void
