@@ -18,8 +18,8 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
             -Wstrict-prototypes -Wmissing-prototypes -Wvla
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS   += $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
+ALL_CFLAGS = $(CFLAGS) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+ALL_LDLIBS = $(LDLIBS) $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
 DEPFLAGS  = -MMD -MP
 
 LIB_SRC    := $(wildcard lib/*.c)
@@ -47,7 +47,7 @@ all: $(PROGS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	@echo "  CC  $<"; $(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	@echo "  CC  $<"; $(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(LIB_A): $(call obj,$(LIB_SRC))
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
@@ -59,23 +59,23 @@ $(CTL_A): $(call obj,$(CTL_SRC))
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
 $(BUILD)/custosd: $(call obj,daemon/main.c) $(DAEMON_A) $(LIB_A)
-	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/custos-agent: $(call obj,agent/main.c) $(AGENT_A) $(LIB_A)
-	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/custosctl: $(call obj,console/main.c) $(CTL_A) $(LIB_A)
-	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDLIBS)
 
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ALL_A)
 	@mkdir -p $(dir $@)
-	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS) $(CMOCKA_LIBS)
+	@echo "  LD  $@"; $(CC) $(ALL_CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(ALL_LDLIBS) $(CMOCKA_LIBS)
 $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	@echo "  CC  $<"; $(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	@echo "  CC  $<"; $(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 # Test helpers (e.g. a wake-up datagram forger) used by integration tests.
 $(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c) $(ALL_A)
 	@mkdir -p $(dir $@)
-	@echo "  LD  $@"; $(CC) $(CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(LDLIBS)
+	@echo "  LD  $@"; $(CC) $(ALL_CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(ALL_LDLIBS)
 
 units: $(UNITS) $(TOOLS)
 

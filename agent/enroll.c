@@ -62,15 +62,20 @@ agent_parse_server(const char *spec, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
+/* Sends msg as one frame; takes ownership of msg (as agent_send does). */
 static int
 ssl_write_frame(SSL *ssl, json_t *msg, size_t max, char *err, size_t errlen)
 {
 	struct evbuffer *b = evbuffer_new();
-	if (b == NULL || frame_encode(b, msg, max, err, errlen) < 0) {
+	if (msg == NULL || b == NULL)
+		str_fmt(err, errlen, "out of memory");
+	if (msg == NULL || b == NULL || frame_encode(b, msg, max, err, errlen) < 0) {
 		if (b)
 			evbuffer_free(b);
+		json_decref(msg);
 		return -1;
 	}
+	json_decref(msg);
 	size_t len = evbuffer_get_length(b);
 	int rc = SSL_write(ssl, evbuffer_pullup(b, -1), (int)len) == (int)len ? 0 : -1;
 	evbuffer_free(b);

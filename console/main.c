@@ -407,6 +407,7 @@ main(int argc, char **argv)
 	}
 	if (http_parse_url(conf_str(cfg, "api.url"), c.t.host, sizeof(c.t.host), &c.t.port) < 0) {
 		fprintf(stderr, "custosctl: api.url \"%s\" is not https://HOST[:PORT]\n", conf_str(cfg, "api.url"));
+		conf_free(cfg);
 		return 2;
 	}
 	c.t.ca_file = conf_str(cfg, "api.ca_file");
@@ -416,6 +417,7 @@ main(int argc, char **argv)
 	if (pw == NULL) {
 		fprintf(stderr, "custosctl: cannot read the administrator password from %s "
 		    "(set api.password_file; custosd writes it to its state directory at first start)\n", pwfile);
+		conf_free(cfg);
 		return 2;
 	}
 	pw[strcspn(pw, "\r\n")] = '\0';

@@ -445,10 +445,14 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 			conn_close(c);
 			return;
 		}
+		/* the handler may close the connection: keep the struct alive */
+		c->refs++;
 		conn_dispatch(c, msg);
 		json_decref(msg);
+		bool gone = c->dead;
+		conn_unref(c);
 		/* an enrolment waits for its commit before reading on */
-		if (c->dead || !(bufferevent_get_enabled(bev) & EV_READ))
+		if (gone || !(bufferevent_get_enabled(bev) & EV_READ))
 			return;
 	}
 }
@@ -513,9 +517,16 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 			log_info("agent", "%s: connection error: %s", c->peer, buf);
 		}
 	} else if (what & BEV_EVENT_EOF) {
+		/* bytes left while reading is on: the peer stopped mid-frame */
+		size_t partial = (bufferevent_get_enabled(c->bev) & EV_READ) ?
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) : 0;
 		if (!c->handshaken)
 			log_warnx("agent", "%s: closed during the TLS handshake", c->peer);
-		else
+		else if (partial > 0) {
+			c->lis->srv->stats.conns_bad_frames++;
+			log_warnx("agent", "%s: closed in the middle of a frame (%zu byte(s) of it received)",
+			    c->peer, partial);
+		} else
 			log_debug("agent", "%s: closed by the agent", c->peer);
 	}
 	conn_close(c);

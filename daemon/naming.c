@@ -29,8 +29,15 @@ naming_unique(const char *base, bool (*taken)(const char *name, void *arg), void
 	if (str_copy(out, base, outlen) >= outlen)
 		return -1;
 	for (long i = 1; taken(out, arg); i++) {
-		if (i > 1000000 || str_fmt(out, outlen, "%s-%ld", base, i) < 0)
+		char suffix[16];
+		int slen = str_fmt(suffix, sizeof(suffix), "-%ld", i);
+		if (i > 1000000 || slen < 0 || (size_t)slen >= outlen)
 			return -1;
+		/* a long base is shortened so that the suffix always fits */
+		size_t keep = strlen(base);
+		if (keep + (size_t)slen >= outlen)
+			keep = outlen - 1 - (size_t)slen;
+		str_fmt(out, outlen, "%.*s%s", (int)keep, base, suffix);
 	}
 	return 0;
 }

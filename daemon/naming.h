@@ -11,8 +11,9 @@
 void naming_clean(const char *reported, char *out, size_t outlen);
 
 /* Writes into out the first of base, base-1, base-2, ... for which
- * taken(candidate, arg) is false. -1 when out is too small or after 1,000,000
- * tries. A base that already ends in -N is not treated specially: "web-1"
+ * taken(candidate, arg) is false; a base too long to take the suffix is
+ * shortened ("<base cut>-1"). -1 when base itself does not fit or after
+ * 1,000,000 tries. A base that already ends in -N is not treated specially: "web-1"
  * clashing becomes "web-1-1". */
 int naming_unique(const char *base, bool (*taken)(const char *name, void *arg), void *arg,
     char *out, size_t outlen);

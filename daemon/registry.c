@@ -143,7 +143,8 @@ hmap_sorted(const struct hmap *m, size_t *n, int (*cmp)(const void *, const void
 		return NULL;
 	}
 	hmap_foreach(m, collect_cb, &c);
-	qsort(c.items, c.n, sizeof(void *), cmp);
+	if (cmp)
+		qsort(c.items, c.n, sizeof(void *), cmp);
 	*n = c.n;
 	return c.items;
 }
@@ -152,6 +153,12 @@ struct host **
 registry_hosts_sorted(const struct registry *r, size_t *n)
 {
 	return (struct host **)hmap_sorted(r->by_uid, n, host_cmp_name);
+}
+
+struct host **
+registry_hosts(const struct registry *r, size_t *n)
+{
+	return (struct host **)hmap_sorted(r->by_uid, n, NULL);
 }
 
 void
@@ -248,6 +255,9 @@ registry_token_by_secret(const struct registry *r, const char *secret)
 int
 registry_rename_host(struct registry *r, struct host *h, const char *name)
 {
+	/* a longer name would be cut into one the check below never saw */
+	if (strlen(name) >= sizeof(h->name))
+		return -1;
 	if (strcmp(h->name, name) == 0)
 		return 0;
 	if (hmap_get(r->by_name, name))

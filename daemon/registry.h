@@ -54,6 +54,8 @@ bool registry_name_taken(const char *name, void *registry);
 size_t registry_host_count(const struct registry *r);
 /* A malloc'd array of every host sorted by name (caller frees the array). */
 struct host **registry_hosts_sorted(const struct registry *r, size_t *n);
+/* The same in no particular order (cheap for large fleets). */
+struct host **registry_hosts(const struct registry *r, size_t *n);
 void host_free(struct host *h);
 /* Replaces the posture (takes ownership) and recomputes status. */
 void host_set_posture(struct host *h, json_t *posture, int64_t when,

@@ -53,7 +53,8 @@ test_roundtrip_evbuffer(void **state)
 	size_t blen = strlen(dump);
 	uint8_t hdr[4];
 	assert_int_equal(evbuffer_copyout(b, hdr, 4), 4);
-	assert_int_equal(((size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3]), blen);
+	size_t declared = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+	assert_int_equal(declared, blen);
 	assert_int_equal(evbuffer_get_length(b), FRAME_HDR_LEN + blen);
 	free(dump);
 
@@ -344,6 +345,12 @@ test_encode_refuses_large(void **state)
 	assert_int_equal(frame_encode(b, msg, FRAME_DEFAULT_MAX, err, sizeof(err)), -1);
 	assert_int_equal(evbuffer_get_length(b), 0);
 	assert_non_null(strstr(err, "exceeds"));
+
+	/* nothing to serialise */
+	err[0] = '\0';
+	assert_int_equal(frame_encode(b, NULL, FRAME_DEFAULT_MAX, err, sizeof(err)), -1);
+	assert_int_equal(evbuffer_get_length(b), 0);
+	assert_true(err[0] != '\0');
 
 	/* with a larger limit it goes through and decodes back */
 	json_t *out = NULL;
