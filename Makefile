@@ -19,7 +19,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
             -Wstrict-prototypes -Wmissing-prototypes -Wvla
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = $(CFLAGS) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-ALL_LDLIBS = $(LDLIBS) $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
+ALL_LDLIBS = $(LDLIBS) $(PKG_LIBS) -lnetsnmpagent -lnetsnmp -lpthread $(EXTRA_LDFLAGS)
 DEPFLAGS  = -MMD -MP
 
 LIB_SRC    := $(wildcard lib/*.c)

@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "conf.h"
+#include "fleet.h"
 #include "frame.h"
 #include "log.h"
 #include "naming.h"
@@ -120,6 +121,7 @@ enroll_done(void *arg, int rc, const char *err)
 		    "ca", ca ? ca : "", "server_fingerprint", srv->pki.server_fp));
 		free(ca);
 		srv->stats.enrolls_ok++;
+		fleet_host_changed(srv, e->h);
 		if (!c->dead) {
 			c->closing = true;
 			if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -274,6 +276,7 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	else
 		host_evaluate(h, &srv->thr, now);
 	store_host_changed(srv->store, h);
+	fleet_host_changed(srv, h);
 	srv->stats.syncs++;
 
 	long long interval = conf_int(srv->cfg, "sync.interval");
@@ -373,6 +376,9 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 	}
 	srv->stats.events_received += n;
 	h->last_seen = now_s();
+	/* threats reach SNMP even while the database is down (resends are
+	 * recognised by their event id) */
+	fleet_agent_events(srv, h, events);
 	struct events_ctx *e = calloc(1, sizeof(*e));
 	json_t *ids = json_array();
 	if (e == NULL || ids == NULL) {
@@ -473,6 +479,10 @@ conn_tls_errors(struct conn *c, char *buf, size_t len)
 	buf[0] = '\0';
 	while ((e = bufferevent_get_openssl_error(c->bev)) != 0 && off + 2 < len) {
 		char one[256];
+		/* libevent also queues SSL_get_error() results, which are not
+		 * library error codes */
+		if (ERR_GET_LIB(e) == 0)
+			continue;
 		ERR_error_string_n(e, one, sizeof(one));
 		int n = snprintf(buf + off, len - off, "%s%s", off ? "; " : "", one);
 		if (n < 0)

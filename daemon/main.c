@@ -15,10 +15,12 @@
 #include "conf.h"
 #include "config.h"
 #include "db.h"
+#include "fleet.h"
 #include "listener.h"
 #include "log.h"
 #include "registry.h"
 #include "server.h"
+#include "snmp.h"
 #include "store.h"
 #include "util.h"
 #include "wakeup.h"
@@ -53,6 +55,14 @@ struct daemon_ctx {
 	struct event *sig_term, *sig_int, *sig_hup, *reeval;
 	int db_reported;
 };
+
+static void
+fleet_params_from(const struct conf *cfg, struct fleet_params *p)
+{
+	p->outbreak_threshold = conf_int(cfg, "outbreak.threshold");
+	p->outbreak_window = conf_int(cfg, "outbreak.window");
+	p->notice_max = (size_t)conf_int(cfg, "snmp.queue_max");
+}
 
 static void
 load_thresholds(struct server *srv)
@@ -119,7 +129,7 @@ on_db_state(void *arg, enum db_state state, const char *detail)
 {
 	struct daemon_ctx *d = arg;
 	/* db.c logs every state change itself; here only what follows from it */
-	(void)detail;
+	fleet_db_state(&d->srv, (int)state, detail);
 	if (state == DB_STATE_UP)
 		store_db_up(d->srv.store);
 	else if (state == DB_STATE_DOWN)
@@ -152,8 +162,11 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	srv->cfg = cfg;
 	log_set_level((enum log_level)log_level_parse(conf_str(cfg, "log.level")));
 	load_thresholds(srv);
+	struct fleet_params fp;
+	fleet_params_from(cfg, &fp);
+	fleet_set_params(srv->fleet, &fp);
 	store_reload_config(srv->store);
-	log_info("main", "configuration reloaded (listen.*, api.* and database.* apply at restart)");
+	log_info("main", "configuration reloaded (listen.*, api.*, database.* and snmp.* apply at restart)");
 }
 
 struct reeval_ctx {
@@ -185,6 +198,7 @@ on_reeval(evutil_socket_t fd, short what, void *arg)
 		if (before.status != all[i]->st.status || before.reasons != all[i]->st.reasons) {
 			log_info("status", "host %s is now %s", all[i]->name, status_name(all[i]->st.status));
 			store_host_changed(srv->store, all[i]);
+			fleet_host_changed(srv, all[i]);
 		}
 	}
 	free(all);
@@ -310,6 +324,10 @@ main(int argc, char **argv)
 	    (size_t)conf_int(srv->cfg, "database.batch_max"));
 	if (srv->reg == NULL || srv->store == NULL)
 		fatalx("main", "out of memory");
+	struct fleet_params fp;
+	fleet_params_from(srv->cfg, &fp);
+	if ((srv->fleet = fleet_new(srv, &fp, err, sizeof(err))) == NULL)
+		fatalx("main", "%s", err);
 	if (start_db(&d, err, sizeof(err)) < 0)
 		fatalx("main", "%s", err);
 	if ((srv->lis = listener_start(srv, err, sizeof(err))) == NULL)
@@ -318,6 +336,16 @@ main(int argc, char **argv)
 		fatalx("main", "%s", err);
 	if ((srv->wake = wakeup_new(srv, err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
+	if (conf_bool(srv->cfg, "snmp.enabled")) {
+		struct snmp_config sc = {
+			.agentx_socket = conf_str(srv->cfg, "snmp.agentx_socket"),
+			.reconnect_interval = (int)conf_int(srv->cfg, "snmp.reconnect_interval"),
+			.trap_rate = (int)conf_int(srv->cfg, "snmp.trap_rate"),
+			.trap_burst = (int)conf_int(srv->cfg, "snmp.trap_burst"),
+		};
+		if ((srv->snmp = snmp_start(srv, &sc, err, sizeof(err))) == NULL)
+			fatalx("main", "%s", err);
+	}
 
 	d.sig_term = evsignal_new(srv->base, SIGTERM, on_term, &d);
 	d.sig_int = evsignal_new(srv->base, SIGINT, on_term, &d);
@@ -333,12 +361,16 @@ main(int argc, char **argv)
 
 	/* Drain: stop taking work, write what is pending, then close. */
 	api_stop(srv->api);
+	/* a subagent stuck on a hung snmpd keeps reading the fleet */
+	bool fleet_free_ok = snmp_stop(srv->snmp) == 0;
 	store_flush(srv->store);
 	db_stop(srv->db, 5000);
 	srv->db = NULL;
 	listener_stop(srv->lis);
 	wakeup_free(srv->wake);
 	store_free(srv->store);
+	if (fleet_free_ok)
+		fleet_free(srv->fleet);
 	registry_free(srv->reg);
 	event_free(d.sig_term);
 	event_free(d.sig_int);

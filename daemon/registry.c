@@ -66,6 +66,9 @@ host_free(struct host *h)
 	if (h == NULL)
 		return;
 	json_decref(h->posture);
+	json_decref(h->policy_errors);
+	json_decref(h->local_settings);
+	json_decref(h->tags);
 	free(h);
 }
 

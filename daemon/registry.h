@@ -28,6 +28,15 @@ struct host {
 	struct status_result st;
 	struct conn *conn;        /* live agent connection or NULL */
 	bool dirty;               /* waiting in the next write batch */
+	/* administration (mgmt.c) */
+	uint64_t group_id;        /* 0 = Unassigned */
+	bool placed;              /* relocation rules have run for it */
+	int policy_version;       /* bumped whenever policy_hash changes */
+	char policy_hash[65];
+	int policy_applied;       /* version the agent reports as applied */
+	json_t *policy_errors;    /* owned; what the agent could not apply */
+	json_t *local_settings;   /* owned; {application: {key: value}} or NULL */
+	json_t *tags;             /* owned; the agent's tags (array) or NULL */
 };
 
 struct token {

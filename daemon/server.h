@@ -19,6 +19,8 @@ struct listener;
 struct store;
 struct api;
 struct wakeup;
+struct fleet;
+struct snmp;
 
 struct server_stats {
 	uint64_t conns_accepted, conns_rejected_limit, conns_failed_tls, conns_bad_frames;
@@ -38,6 +40,8 @@ struct server {
 	struct store *store;
 	struct api *api;
 	struct wakeup *wake;
+	struct fleet *fleet;       /* snapshot for other threads (SNMP) */
+	struct snmp *snmp;         /* AgentX subagent; NULL when snmp.enabled is false */
 	struct status_thresholds thr;
 	bool loaded;              /* registry loaded from the database at least once */
 	int64_t started;

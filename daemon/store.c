@@ -27,6 +27,12 @@ struct host_row {
 	int status;
 	uint32_t reasons;
 	char *posture;            /* JSON text or NULL */
+	uint64_t group_id;
+	int placed, policy_version, policy_applied;
+	char policy_hash[65];
+	char *policy_errors;      /* JSON text or NULL */
+	char *local_settings;     /* JSON text or NULL */
+	char *tags;               /* JSON text or NULL */
 };
 
 struct event_row {
@@ -37,6 +43,13 @@ struct event_row {
 	char kind[65];
 	char message[1025];
 	char *data;               /* JSON text or NULL */
+	/* kind task_result: the result it reports (task_id 0 otherwise) */
+	uint64_t task_id;
+	int task_run;
+	long long task_exit;
+	char task_state[16];
+	char *task_tail;
+	int64_t task_started, task_ended;
 };
 
 struct waiter {
@@ -97,10 +110,16 @@ batch_free(struct batch *b)
 {
 	if (b == NULL)
 		return;
-	for (size_t i = 0; i < b->nhosts; i++)
+	for (size_t i = 0; i < b->nhosts; i++) {
 		free(b->hosts[i].posture);
-	for (size_t i = 0; i < b->nevents; i++)
+		free(b->hosts[i].policy_errors);
+		free(b->hosts[i].local_settings);
+		free(b->hosts[i].tags);
+	}
+	for (size_t i = 0; i < b->nevents; i++) {
 		free(b->events[i].data);
+		free(b->events[i].task_tail);
+	}
 	free(b->hosts);
 	free(b->events);
 	free(b->waiters);
@@ -128,133 +147,242 @@ static void store_schedule_flush(struct store *st);
 
 /* ---- the batch job (DB thread) ---- */
 
+/* Column-wise array binding: one array per column, one element per row. */
+struct colbind {
+	MYSQL_BIND *b;
+	size_t n;
+	bool oom;
+};
+
+static void *
+col_alloc(struct colbind *cb, size_t sz)
+{
+	void *p = calloc(cb->n ? cb->n : 1, sz);
+	if (p == NULL)
+		cb->oom = true;
+	return p;
+}
+
+static void
+col_free(MYSQL_BIND *b, size_t ncols)
+{
+	for (size_t i = 0; i < ncols; i++) {
+		free(b[i].buffer);
+		free(b[i].length);
+		free(b[i].u.indicator);
+	}
+}
+
+static void
+col_i64(struct colbind *cb, size_t col, bool is_unsigned)
+{
+	cb->b[col].buffer_type = MYSQL_TYPE_LONGLONG;
+	cb->b[col].buffer = col_alloc(cb, sizeof(long long));
+	cb->b[col].is_unsigned = is_unsigned;
+}
+
+/* Strings: buffer is an array of char pointers (owned by the rows), with a
+ * length array and a NULL indicator array. */
+static void
+col_str(struct colbind *cb, size_t col)
+{
+	cb->b[col].buffer_type = MYSQL_TYPE_STRING;
+	cb->b[col].buffer = col_alloc(cb, sizeof(char *));
+	cb->b[col].length = col_alloc(cb, sizeof(unsigned long));
+	cb->b[col].u.indicator = col_alloc(cb, 1);
+}
+
+static void
+set_i64(MYSQL_BIND *b, size_t row, long long v)
+{
+	((long long *)b->buffer)[row] = v;
+}
+
+static void
+set_str(MYSQL_BIND *b, size_t row, const char *v)
+{
+	((const char **)b->buffer)[row] = v ? v : "";
+	b->length[row] = v ? strlen(v) : 0;
+	b->u.indicator[row] = v ? STMT_INDICATOR_NONE : STMT_INDICATOR_NULL;
+}
+
+static int
+bulk_execute(MYSQL *conn, const char *sql, MYSQL_BIND *bind, size_t nrows, const char *what,
+    char *err, size_t errlen)
+{
+	MYSQL_STMT *st = mysql_stmt_init(conn);
+	unsigned int arr = (unsigned int)nrows;
+	int rc = 0;
+	if (st == NULL)
+		return db_conn_fail(conn, what, err, errlen);
+	if (mysql_stmt_prepare(st, sql, strlen(sql)) ||
+	    mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &arr) ||
+	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st))
+		rc = db_stmt_fail(st, what, err, errlen);
+	mysql_stmt_close(st);
+	return rc;
+}
+
 static int
 batch_write_hosts(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 {
-	if (b->nhosts == 0)
-		return 0;
+	enum { C_SEEN, C_IP, C_WAKE, C_STATUS, C_REASONS, C_POSTURE, C_PTIME, C_GROUP, C_PLACED,
+	    C_PVER, C_PHASH, C_PAPPLIED, C_PERR, C_LOCAL, C_TAGS, C_ID, NCOLS };
 	static const char sql[] =
 	    "UPDATE hosts SET last_seen=?, last_ip=?, wake_port=?, status=?, reasons=?,"
-	    " posture=IFNULL(?, posture), posture_time=GREATEST(posture_time, ?) WHERE id=?";
-	size_t n = b->nhosts;
+	    " posture=IFNULL(?, posture), posture_time=GREATEST(posture_time, ?), group_id=?, placed=?,"
+	    " policy_version=?, policy_hash=?, policy_applied_version=?, policy_errors=?,"
+	    " local_settings=?, tags=IFNULL(?, tags) WHERE id=?";
+	if (b->nhosts == 0)
+		return 0;
+	MYSQL_BIND bind[NCOLS];
+	memset(bind, 0, sizeof(bind));
+	struct colbind cb = { bind, b->nhosts, false };
+	col_i64(&cb, C_SEEN, false);
+	col_str(&cb, C_IP);
+	col_i64(&cb, C_WAKE, false);
+	col_i64(&cb, C_STATUS, false);
+	col_i64(&cb, C_REASONS, true);
+	col_str(&cb, C_POSTURE);
+	col_i64(&cb, C_PTIME, false);
+	col_i64(&cb, C_GROUP, true);
+	col_i64(&cb, C_PLACED, false);
+	col_i64(&cb, C_PVER, false);
+	col_str(&cb, C_PHASH);
+	col_i64(&cb, C_PAPPLIED, false);
+	col_str(&cb, C_PERR);
+	col_str(&cb, C_LOCAL);
+	col_str(&cb, C_TAGS);
+	col_i64(&cb, C_ID, true);
 	int rc = -1;
-	MYSQL_STMT *st = mysql_stmt_init(conn);
-	long long *last_seen = calloc(n, sizeof(long long)), *ptime = calloc(n, sizeof(long long));
-	unsigned long long *ids = calloc(n, sizeof(unsigned long long));
-	int *wake = calloc(n, sizeof(int)), *status = calloc(n, sizeof(int));
-	unsigned int *reasons = calloc(n, sizeof(unsigned int));
-	char **ip = calloc(n, sizeof(char *)), **posture = calloc(n, sizeof(char *));
-	unsigned long *ip_len = calloc(n, sizeof(unsigned long)), *posture_len = calloc(n, sizeof(unsigned long));
-	char *posture_ind = calloc(n, 1);
-
-	if (!st || !last_seen || !ptime || !ids || !wake || !status || !reasons || !ip ||
-	    !posture || !ip_len || !posture_len || !posture_ind) {
+	if (cb.oom) {
 		str_fmt(err, errlen, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < b->nhosts; i++) {
 		struct host_row *h = &b->hosts[i];
-		last_seen[i] = h->last_seen;
-		ptime[i] = h->posture_time;
-		ids[i] = h->id;
-		wake[i] = h->wake_port;
-		status[i] = h->status;
-		reasons[i] = h->reasons;
-		ip[i] = h->last_ip;
-		ip_len[i] = strlen(h->last_ip);
-		posture[i] = h->posture ? h->posture : (char *)"";
-		posture_len[i] = h->posture ? strlen(h->posture) : 0;
-		posture_ind[i] = h->posture ? STMT_INDICATOR_NONE : STMT_INDICATOR_NULL;
+		set_i64(&bind[C_SEEN], i, h->last_seen);
+		set_str(&bind[C_IP], i, h->last_ip);
+		set_i64(&bind[C_WAKE], i, h->wake_port);
+		set_i64(&bind[C_STATUS], i, h->status);
+		set_i64(&bind[C_REASONS], i, h->reasons);
+		set_str(&bind[C_POSTURE], i, h->posture);
+		set_i64(&bind[C_PTIME], i, h->posture_time);
+		set_i64(&bind[C_GROUP], i, (long long)h->group_id);
+		set_i64(&bind[C_PLACED], i, h->placed);
+		set_i64(&bind[C_PVER], i, h->policy_version);
+		set_str(&bind[C_PHASH], i, h->policy_hash);
+		set_i64(&bind[C_PAPPLIED], i, h->policy_applied);
+		set_str(&bind[C_PERR], i, h->policy_errors);
+		set_str(&bind[C_LOCAL], i, h->local_settings);
+		set_str(&bind[C_TAGS], i, h->tags);
+		set_i64(&bind[C_ID], i, (long long)h->id);
 	}
-	MYSQL_BIND bind[8];
-	memset(bind, 0, sizeof(bind));
-	bind[0].buffer_type = MYSQL_TYPE_LONGLONG; bind[0].buffer = last_seen;
-	bind[1].buffer_type = MYSQL_TYPE_STRING; bind[1].buffer = ip; bind[1].length = ip_len;
-	bind[2].buffer_type = MYSQL_TYPE_LONG; bind[2].buffer = wake;
-	bind[3].buffer_type = MYSQL_TYPE_LONG; bind[3].buffer = status;
-	bind[4].buffer_type = MYSQL_TYPE_LONG; bind[4].buffer = reasons; bind[4].is_unsigned = 1;
-	bind[5].buffer_type = MYSQL_TYPE_STRING; bind[5].buffer = posture; bind[5].length = posture_len;
-	bind[5].u.indicator = posture_ind;
-	bind[6].buffer_type = MYSQL_TYPE_LONGLONG; bind[6].buffer = ptime;
-	bind[7].buffer_type = MYSQL_TYPE_LONGLONG; bind[7].buffer = ids; bind[7].is_unsigned = 1;
-	unsigned int arr = (unsigned int)n;
-	if (mysql_stmt_prepare(st, sql, sizeof(sql) - 1) ||
-	    mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &arr) ||
-	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st)) {
-		rc = db_stmt_fail(st, "update hosts", err, errlen);
-		goto out;
-	}
-	rc = 0;
+	rc = bulk_execute(conn, sql, bind, b->nhosts, "update hosts", err, errlen);
 out:
-	if (st)
-		mysql_stmt_close(st);
-	free(last_seen); free(ptime); free(ids); free(wake); free(status); free(reasons);
-	free(ip); free(posture); free(ip_len); free(posture_len); free(posture_ind);
+	col_free(bind, NCOLS);
 	return rc;
 }
 
 static int
 batch_write_events(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 {
-	if (b->nevents == 0)
-		return 0;
+	enum { C_HOST, C_UID, C_TIME, C_RECV, C_SEV, C_KIND, C_MSG, C_DATA, NCOLS };
 	static const char sql[] =
 	    "INSERT IGNORE INTO events (host_id, event_uid, time, received, severity, kind, message, data)"
 	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-	size_t n = b->nevents;
+	if (b->nevents == 0)
+		return 0;
+	MYSQL_BIND bind[NCOLS];
+	memset(bind, 0, sizeof(bind));
+	struct colbind cb = { bind, b->nevents, false };
+	col_i64(&cb, C_HOST, true);
+	col_str(&cb, C_UID);
+	col_i64(&cb, C_TIME, false);
+	col_i64(&cb, C_RECV, false);
+	col_i64(&cb, C_SEV, false);
+	col_str(&cb, C_KIND);
+	col_str(&cb, C_MSG);
+	col_str(&cb, C_DATA);
 	int rc = -1;
-	MYSQL_STMT *st = mysql_stmt_init(conn);
-	unsigned long long *hid = calloc(n, sizeof(unsigned long long));
-	long long *t = calloc(n, sizeof(long long)), *rcv = calloc(n, sizeof(long long));
-	int *sev = calloc(n, sizeof(int));
-	char **uid = calloc(n, sizeof(char *)), **kind = calloc(n, sizeof(char *));
-	char **msg = calloc(n, sizeof(char *)), **data = calloc(n, sizeof(char *));
-	unsigned long *uid_len = calloc(n, sizeof(unsigned long)), *kind_len = calloc(n, sizeof(unsigned long));
-	unsigned long *msg_len = calloc(n, sizeof(unsigned long)), *data_len = calloc(n, sizeof(unsigned long));
-	char *data_ind = calloc(n, 1);
-
-	if (!st || !hid || !t || !rcv || !sev || !uid || !kind || !msg || !data || !uid_len ||
-	    !kind_len || !msg_len || !data_len || !data_ind) {
+	if (cb.oom) {
 		str_fmt(err, errlen, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < b->nevents; i++) {
 		struct event_row *e = &b->events[i];
-		hid[i] = e->host_id;
-		t[i] = e->time;
-		rcv[i] = e->received;
-		sev[i] = e->severity;
-		uid[i] = e->uid; uid_len[i] = strlen(e->uid);
-		kind[i] = e->kind; kind_len[i] = strlen(e->kind);
-		msg[i] = e->message; msg_len[i] = strlen(e->message);
-		data[i] = e->data ? e->data : (char *)"";
-		data_len[i] = e->data ? strlen(e->data) : 0;
-		data_ind[i] = e->data ? STMT_INDICATOR_NONE : STMT_INDICATOR_NULL;
+		set_i64(&bind[C_HOST], i, (long long)e->host_id);
+		set_str(&bind[C_UID], i, e->uid);
+		set_i64(&bind[C_TIME], i, e->time);
+		set_i64(&bind[C_RECV], i, e->received);
+		set_i64(&bind[C_SEV], i, e->severity);
+		set_str(&bind[C_KIND], i, e->kind);
+		set_str(&bind[C_MSG], i, e->message);
+		set_str(&bind[C_DATA], i, e->data);
 	}
-	MYSQL_BIND bind[8];
+	rc = bulk_execute(conn, sql, bind, b->nevents, "insert events", err, errlen);
+out:
+	col_free(bind, NCOLS);
+	return rc;
+}
+
+/* Task results travel as events of kind task_result; they are also kept per
+ * (task, host, run) with the newest state. A final state is never replaced
+ * by an earlier "running" that arrives late. */
+static int
+batch_write_task_results(MYSQL *conn, struct batch *b, char *err, size_t errlen)
+{
+	enum { C_TASK, C_HOST, C_RUN, C_STATE, C_EXIT, C_TAIL, C_START, C_END, C_UPD, NCOLS };
+	static const char sql[] =
+	    "INSERT INTO task_results (task_id, host_id, run, state, exit_code, output_tail, started,"
+	    " ended, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+	    " exit_code = IF(state IN ('scheduled', 'running'), VALUES(exit_code), exit_code),"
+	    " output_tail = IF(state IN ('scheduled', 'running'), VALUES(output_tail), output_tail),"
+	    " started = IF(VALUES(started) > 0, VALUES(started), started),"
+	    " ended = IF(state IN ('scheduled', 'running'), VALUES(ended), ended),"
+	    " updated_at = VALUES(updated_at),"
+	    " state = IF(state IN ('scheduled', 'running'), VALUES(state), state)";
+	size_t n = 0;
+	for (size_t i = 0; i < b->nevents; i++)
+		n += b->events[i].task_id != 0;
+	if (n == 0)
+		return 0;
+	MYSQL_BIND bind[NCOLS];
 	memset(bind, 0, sizeof(bind));
-	bind[0].buffer_type = MYSQL_TYPE_LONGLONG; bind[0].buffer = hid; bind[0].is_unsigned = 1;
-	bind[1].buffer_type = MYSQL_TYPE_STRING; bind[1].buffer = uid; bind[1].length = uid_len;
-	bind[2].buffer_type = MYSQL_TYPE_LONGLONG; bind[2].buffer = t;
-	bind[3].buffer_type = MYSQL_TYPE_LONGLONG; bind[3].buffer = rcv;
-	bind[4].buffer_type = MYSQL_TYPE_LONG; bind[4].buffer = sev;
-	bind[5].buffer_type = MYSQL_TYPE_STRING; bind[5].buffer = kind; bind[5].length = kind_len;
-	bind[6].buffer_type = MYSQL_TYPE_STRING; bind[6].buffer = msg; bind[6].length = msg_len;
-	bind[7].buffer_type = MYSQL_TYPE_STRING; bind[7].buffer = data; bind[7].length = data_len;
-	bind[7].u.indicator = data_ind;
-	unsigned int arr = (unsigned int)n;
-	if (mysql_stmt_prepare(st, sql, sizeof(sql) - 1) ||
-	    mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &arr) ||
-	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st)) {
-		rc = db_stmt_fail(st, "insert events", err, errlen);
+	struct colbind cb = { bind, n, false };
+	col_i64(&cb, C_TASK, true);
+	col_i64(&cb, C_HOST, true);
+	col_i64(&cb, C_RUN, false);
+	col_str(&cb, C_STATE);
+	col_i64(&cb, C_EXIT, false);
+	col_str(&cb, C_TAIL);
+	col_i64(&cb, C_START, false);
+	col_i64(&cb, C_END, false);
+	col_i64(&cb, C_UPD, false);
+	int rc = -1;
+	if (cb.oom) {
+		str_fmt(err, errlen, "out of memory");
 		goto out;
 	}
-	rc = 0;
+	size_t r = 0;
+	for (size_t i = 0; i < b->nevents; i++) {
+		struct event_row *e = &b->events[i];
+		if (e->task_id == 0)
+			continue;
+		set_i64(&bind[C_TASK], r, (long long)e->task_id);
+		set_i64(&bind[C_HOST], r, (long long)e->host_id);
+		set_i64(&bind[C_RUN], r, e->task_run);
+		set_str(&bind[C_STATE], r, e->task_state);
+		set_i64(&bind[C_EXIT], r, e->task_exit);
+		set_str(&bind[C_TAIL], r, e->task_tail);
+		set_i64(&bind[C_START], r, e->task_started);
+		set_i64(&bind[C_END], r, e->task_ended);
+		set_i64(&bind[C_UPD], r, e->received);
+		r++;
+	}
+	rc = bulk_execute(conn, sql, bind, n, "store task results", err, errlen);
 out:
-	if (st)
-		mysql_stmt_close(st);
-	free(hid); free(t); free(rcv); free(sev); free(uid); free(kind); free(msg); free(data);
-	free(uid_len); free(kind_len); free(msg_len); free(data_len); free(data_ind);
+	col_free(bind, NCOLS);
 	return rc;
 }
 
@@ -266,7 +394,8 @@ batch_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
 		return rc;
 	if ((rc = batch_write_hosts(conn, b, err, errlen)) != 0 ||
-	    (rc = batch_write_events(conn, b, err, errlen)) != 0)
+	    (rc = batch_write_events(conn, b, err, errlen)) != 0 ||
+	    (rc = batch_write_task_results(conn, b, err, errlen)) != 0)
 		return rc; /* the DB thread rolls back */
 	return db_exec(conn, "COMMIT", err, errlen);
 }
@@ -310,6 +439,14 @@ host_row_fill(struct host_row *r, struct host *h)
 	r->status = (int)h->st.status;
 	r->reasons = h->st.reasons;
 	r->posture = h->posture ? json_dumps(h->posture, JSON_COMPACT) : NULL;
+	r->group_id = h->group_id;
+	r->placed = h->placed;
+	r->policy_version = h->policy_version;
+	r->policy_applied = h->policy_applied;
+	str_copy(r->policy_hash, h->policy_hash, sizeof(r->policy_hash));
+	r->policy_errors = h->policy_errors ? json_dumps(h->policy_errors, JSON_COMPACT) : NULL;
+	r->local_settings = h->local_settings ? json_dumps(h->local_settings, JSON_COMPACT) : NULL;
+	r->tags = h->tags ? json_dumps(h->tags, JSON_COMPACT) : NULL;
 }
 
 static void
@@ -377,6 +514,27 @@ store_host_changed(struct store *st, struct host *h)
 	store_schedule_flush(st);
 }
 
+static void
+task_row_fill(struct event_row *r, const json_t *data)
+{
+	static const char *states[] = { "scheduled", "running", "succeeded", "failed", "cancelled" };
+	const char *state = json_string_value(json_object_get(data, "state"));
+	json_int_t id = json_integer_value(json_object_get(data, "task_id"));
+	bool known = false;
+	for (size_t i = 0; state && i < ARRAY_LEN(states); i++)
+		known = known || strcmp(state, states[i]) == 0;
+	if (id <= 0 || !known)
+		return; /* kept as an event only */
+	r->task_id = (uint64_t)id;
+	r->task_run = (int)json_integer_value(json_object_get(data, "run"));
+	r->task_exit = json_integer_value(json_object_get(data, "exit_code"));
+	str_copy(r->task_state, state, sizeof(r->task_state));
+	const char *tail = json_string_value(json_object_get(data, "output_tail"));
+	r->task_tail = tail ? strndup(tail, 4096) : NULL;
+	r->task_started = json_integer_value(json_object_get(data, "started"));
+	r->task_ended = json_integer_value(json_object_get(data, "ended"));
+}
+
 int
 store_events(struct store *st, struct host *h, json_t *events, store_done_fn cb, void *arg)
 {
@@ -405,6 +563,8 @@ store_events(struct store *st, struct host *h, json_t *events, store_done_fn cb,
 		str_copy(r->message, json_string_value(json_object_get(ev, "message")), sizeof(r->message));
 		json_t *data = json_object_get(ev, "data");
 		r->data = data ? json_dumps(data, JSON_COMPACT) : NULL;
+		if (strcmp(r->kind, "task_result") == 0)
+			task_row_fill(r, data);
 	}
 	b->waiters[b->nwaiters++] = (struct waiter){ cb, arg };
 	if (b->nevents >= st->batch_max)
@@ -695,12 +855,34 @@ copy_col(char *dst, size_t dstsz, const char *src, unsigned long len)
 	dst[n] = '\0';
 }
 
+/* A text column bound with no buffer, fetched now and parsed as JSON
+ * (NULL when empty or not JSON). */
+static json_t *
+fetch_json(MYSQL_STMT *st, unsigned int col, unsigned long len)
+{
+	if (len == 0)
+		return NULL;
+	char *text = malloc(len + 1);
+	json_t *j = NULL;
+	MYSQL_BIND b;
+	memset(&b, 0, sizeof(b));
+	b.buffer_type = MYSQL_TYPE_STRING;
+	b.buffer = text;
+	b.buffer_length = len + 1;
+	if (text && mysql_stmt_fetch_column(st, &b, col, 0) == 0)
+		j = json_loadb(text, len, 0, NULL);
+	free(text);
+	return j;
+}
+
 static int
 load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
 {
 	MYSQL_STMT *st;
 	int rc = stmt_run(conn, "SELECT id, uid, name, hostname, cert_serial, enrolled_at, last_seen,"
-	    " last_ip, wake_port, posture_time, IFNULL(posture, '') FROM hosts", NULL,
+	    " last_ip, wake_port, posture_time, IFNULL(posture, ''), group_id, placed,"
+	    " policy_version, policy_hash, policy_applied_version, IFNULL(policy_errors, ''),"
+	    " IFNULL(local_settings, ''), tags FROM hosts", NULL,
 	    "load hosts", &st, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -708,8 +890,11 @@ load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	long long enrolled, seen, ptime;
 	int wake;
 	char uid[40], name[80], hostname[300], serial[80], ip[80];
-	unsigned long len[11];
-	MYSQL_BIND r[11];
+	unsigned long long group_id;
+	int placed, pver, papplied;
+	char phash[80];
+	unsigned long len[19];
+	MYSQL_BIND r[19];
 	memset(r, 0, sizeof(r));
 	r[0].buffer_type = MYSQL_TYPE_LONGLONG; r[0].buffer = &id; r[0].is_unsigned = 1;
 	r[1].buffer_type = MYSQL_TYPE_STRING; r[1].buffer = uid; r[1].buffer_length = sizeof(uid);
@@ -722,7 +907,18 @@ load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	r[8].buffer_type = MYSQL_TYPE_LONG; r[8].buffer = &wake;
 	r[9].buffer_type = MYSQL_TYPE_LONGLONG; r[9].buffer = &ptime;
 	r[10].buffer_type = MYSQL_TYPE_STRING; r[10].buffer = NULL; r[10].buffer_length = 0;
-	for (int i = 0; i < 11; i++)
+	r[11].buffer_type = MYSQL_TYPE_LONGLONG; r[11].buffer = &group_id; r[11].is_unsigned = 1;
+	r[12].buffer_type = MYSQL_TYPE_LONG; r[12].buffer = &placed;
+	r[13].buffer_type = MYSQL_TYPE_LONG; r[13].buffer = &pver;
+	r[14].buffer_type = MYSQL_TYPE_STRING; r[14].buffer = phash; r[14].buffer_length = sizeof(phash);
+	r[15].buffer_type = MYSQL_TYPE_LONG; r[15].buffer = &papplied;
+	/* large text columns are fetched one by one (fetch_json) */
+	for (int i = 16; i < 19; i++) {
+		r[i].buffer_type = MYSQL_TYPE_STRING;
+		r[i].buffer = NULL;
+		r[i].buffer_length = 0;
+	}
+	for (int i = 0; i < 19; i++)
 		r[i].length = &len[i];
 	if (mysql_stmt_bind_result(st, r)) {
 		rc = db_stmt_fail(st, "bind hosts", err, errlen);
@@ -746,17 +942,15 @@ load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
 		copy_col(h->last_ip, sizeof(h->last_ip), ip, len[7]);
 		h->wake_port = wake;
 		h->posture_time = ptime;
-		if (len[10] > 0) {
-			char *text = malloc(len[10] + 1);
-			MYSQL_BIND col;
-			memset(&col, 0, sizeof(col));
-			col.buffer_type = MYSQL_TYPE_STRING;
-			col.buffer = text;
-			col.buffer_length = len[10] + 1;
-			if (text && mysql_stmt_fetch_column(st, &col, 10, 0) == 0)
-				h->posture = json_loadb(text, len[10], 0, NULL);
-			free(text);
-		}
+		h->posture = fetch_json(st, 10, len[10]);
+		h->group_id = group_id;
+		h->placed = placed != 0;
+		h->policy_version = pver;
+		copy_col(h->policy_hash, sizeof(h->policy_hash), phash, len[14]);
+		h->policy_applied = papplied;
+		h->policy_errors = fetch_json(st, 16, len[16]);
+		h->local_settings = fetch_json(st, 17, len[17]);
+		h->tags = fetch_json(st, 18, len[18]);
 		l->hosts[l->nhosts++] = h;
 	}
 	rc = f == 1 ? db_stmt_fail(st, "fetch hosts", err, errlen) : 0;

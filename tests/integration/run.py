@@ -16,6 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 import tests  # noqa: E402
+import test_snmp  # noqa: E402
+
+# every module whose test_* functions are integration tests
+MODULES = (tests, test_snmp)
 
 TEST_TIME_LIMIT = 150  # seconds; a hung test fails instead of stalling the run
 KEEP = os.environ.get("CUSTOS_KEEP") == "1"  # keep every test's directory
@@ -28,7 +32,7 @@ class Run:
 
 
 def all_tests():
-    return [(n[len("test_"):], f) for n, f in vars(tests).items()
+    return [(n[len("test_"):], f) for mod in MODULES for n, f in vars(mod).items()
             if n.startswith("test_") and callable(f)]
 
 

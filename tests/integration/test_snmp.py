@@ -1,0 +1,393 @@
+"""Integration tests of issue 4: custosd's AgentX subagent against a real
+snmpd (master agentx on a temporary socket, loopback high port) and a real
+snmptrapd writing to a file, with real agents reporting. Each test_NAME(ctx)
+is one test; ctx is a harness.Ctx.
+
+Needs snmpd, snmptrapd and the snmp tools (Debian: snmpd, snmptrapd, snmp)
+and the SMIv2 base modules of erlang-snmp for names (MIBDIRS)."""
+
+import glob
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+from harness import ROOT, TestFailure, binary, check, tail, wait_until, Proc
+
+CUSTOS = ".1.3.6.1.4.1.32473.1"
+OBJ = CUSTOS + ".1"
+SERVER = OBJ + ".1"
+FLEET = OBJ + ".2"
+HOSTS = OBJ + ".3.1"
+GROUPS = OBJ + ".4.1"
+VERSION = SERVER + ".1.0"
+HOST_COLUMNS = range(2, 15)
+STATUS_NAMES = {1: "OK", 2: "Warning", 3: "Critical"}
+REGISTER_WITHIN = 5.0   # seconds for the subagent to be back after snmpd restarts
+
+
+def mib_dirs():
+    base = sorted(glob.glob("/usr/lib/erlang/lib/snmp-*/mibs"))
+    check(base, "the SMIv2 base modules are missing (apt-get install erlang-snmp)")
+    return "%s:%s" % (base[-1], ROOT / "snmp-mib")
+
+
+class Snmp:
+    """A private snmpd (master agentx) and snmptrapd for one test."""
+
+    def __init__(self, ctx, trap_port=None):
+        for tool in ("snmpd", "snmptrapd", "snmpget", "snmpbulkwalk", "snmpwalk"):
+            check(any(os.access(os.path.join(d, tool), os.X_OK)
+                      for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin")),
+                  "%s not found (apt-get install snmpd snmptrapd snmp)" % tool)
+        self.ctx = ctx
+        self.dir = ctx.dir / "snmp"
+        self.dir.mkdir()
+        self.socket = self.dir / "agentx.sock"
+        self.port = ctx.port()
+        self.trap_port = trap_port or ctx.port()
+        self.conf = self.dir / "snmpd.conf"
+        self.conf.write_text(
+            "master agentx\n"
+            "agentXSocket %s\n"
+            "agentaddress udp:127.0.0.1:%d\n"
+            "rocommunity public 127.0.0.1\n"
+            "trap2sink 127.0.0.1:%d public\n" % (self.socket, self.port, self.trap_port))
+        self.trap_conf = self.dir / "snmptrapd.conf"
+        self.trap_conf.write_text("disableAuthorization yes\n")
+        self.traps = self.dir / "traps.log"
+        self.log = self.dir / "snmpd.log"
+        self.snmpd = None
+        self.trapd = None
+        # no root-owned paths, and no MIB noise from the default module list
+        self.env = dict(os.environ, SNMP_PERSISTENT_DIR=str(self.dir / "persist"), MIBS="")
+
+    def _spawn(self, argv, log, env):
+        p = Proc(argv, log, env=env)
+        self.ctx.procs.append(p)
+        if Path(log) not in self.ctx.logs:
+            self.ctx.logs.append(Path(log))
+        return p
+
+    def start_snmpd(self):
+        self.snmpd = self._spawn(["snmpd", "-f", "-Lo", "-C", "-c", self.conf, "-I", "-smux",
+                                  "-p", self.dir / "snmpd.pid"], self.log, self.env)
+        wait_until(lambda: self.socket.exists() or not self.snmpd.alive(), 10, "snmpd's AgentX socket")
+        check(self.snmpd.alive(), "snmpd exited at start: %s" % " | ".join(tail(self.log, 8)))
+        return self
+
+    def start_trapd(self):
+        env = dict(self.env, MIBS="CUSTOS-MIB:SNMPv2-MIB", MIBDIRS=mib_dirs())
+        self.trapd = self._spawn(["snmptrapd", "-f", "-Lf", self.traps, "-C", "-c", self.trap_conf,
+                                  "-p", self.dir / "snmptrapd.pid", "udp:127.0.0.1:%d" % self.trap_port],
+                                 self.dir / "snmptrapd.out", env)
+        wait_until(lambda: self.traps.exists() and "NET-SNMP" in self.traps.read_text(errors="replace"),
+                   10, "snmptrapd to start")
+        return self
+
+    def kill_snmpd(self, sig=signal.SIGKILL):
+        self.snmpd.signal(sig)
+        self.snmpd.p.wait(timeout=10)
+
+    def conf_for_server(self, rate=10, burst=50):
+        return ('snmp: { enabled = true; agentx_socket = "%s"; reconnect_interval = 1; '
+                'trap_rate = %d; trap_burst = %d; };\n' % (self.socket, rate, burst))
+
+    # --- manager side ---
+
+    def cmd(self, tool, *args, names=False, expect_rc=0, timeout=30):
+        fmt = ["-m", "CUSTOS-MIB", "-M", mib_dirs()] if names else ["-On", "-Oe", "-Ot", "-Oq", "-Ox"]
+        argv = [tool, "-v2c", "-c", "public", "-r", "1", "-t", "2", *fmt,
+                "127.0.0.1:%d" % self.port, *args]
+        rc, out, err = self.ctx.run(argv, timeout=timeout, expect_rc=expect_rc)
+        return rc, out, err
+
+    def values(self, tool, *oids):
+        """{oid: value} with numbers as int and strings as bytes."""
+        _, out, err = self.cmd(tool, *oids)
+        res = {}
+        for line in out.splitlines():
+            oid, _, val = line.partition(" ")
+            if not oid.startswith("."):
+                continue
+            res[oid] = decode(val.strip())
+        return res
+
+    def get(self, *oids):
+        return self.values("snmpget", *oids)
+
+    def walk(self, oid):
+        return self.values("snmpbulkwalk", oid)
+
+    def registered(self):
+        rc, out, _ = self.cmd("snmpget", VERSION, expect_rc=None)
+        return rc == 0 and '"' in out
+
+    def traps_text(self):
+        try:
+            return self.traps.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def decode(val):
+    if val.startswith('"'):
+        hexes = val.strip('"').split()
+        try:
+            return bytes(int(h, 16) for h in hexes)
+        except ValueError:
+            return val.strip('"').encode()
+    if re.fullmatch(r"-?\d+", val):
+        return int(val)
+    return val
+
+
+def start_all(ctx, rate=10, burst=50, extra=""):
+    snmp = Snmp(ctx).start_snmpd().start_trapd()
+    srv = ctx.server(extra_conf=snmp.conf_for_server(rate, burst) + extra).start()
+    wait_until(snmp.registered, 10, "custosd's subagent to answer through snmpd")
+    return snmp, srv
+
+
+def synced(server, names):
+    def ok():
+        hosts = server.hosts_by_name()
+        if all(n in hosts and hosts[n]["last_seen"] > 0
+               and not any(r["reason"] == "no_posture" for r in hosts[n]["reasons"]) for n in names):
+            return hosts
+        return None
+    return wait_until(ok, 30, "hosts %s to sync" % ", ".join(names))
+
+
+def host_rows(snmp):
+    """{host id: {column: value}} from a bulk walk of custosHostTable."""
+    rows = {}
+    for oid, val in snmp.walk(HOSTS).items():
+        parts = oid[len(HOSTS) + 1:].split(".")
+        check(len(parts) == 2, "unexpected instance %s in custosHostTable" % oid)
+        rows.setdefault(int(parts[1]), {})[int(parts[0])] = val
+    return rows
+
+
+def scalars_match(snmp, srv):
+    """None when custosServer/custosFleet equal the REST API's status, else
+    what differs (the snapshot is at most a second old: poll)."""
+    st = srv.status()
+    g = snmp.get(VERSION, SERVER + ".3.0", SERVER + ".5.0", FLEET + ".1.0", FLEET + ".2.0",
+                 FLEET + ".3.0", FLEET + ".4.0", SERVER + ".8.0", SERVER + ".9.0")
+    want = {
+        VERSION: st["version"].encode(),
+        SERVER + ".3.0": 1 if st["database"] == "up" else 2,
+        SERVER + ".5.0": st["agents_connected"],
+        FLEET + ".1.0": st["hosts"]["total"],
+        FLEET + ".2.0": st["hosts"]["ok"],
+        FLEET + ".3.0": st["hosts"]["warning"],
+        FLEET + ".4.0": st["hosts"]["critical"],
+        SERVER + ".8.0": st["write_queue"]["jobs"],
+        SERVER + ".9.0": st["write_queue"]["shed"],
+    }
+    diff = {k: (g.get(k), v) for k, v in want.items() if g.get(k) != v}
+    return diff or None
+
+
+# 1 -------------------------------------------------------------------------
+
+def test_snmp_values_and_walk(ctx):
+    """snmpget of the scalars equals custosctl --json status; a bulk walk of
+    custosHostTable lists every enrolled host with its status, also a host
+    that never reported (a missing value ends no walk); a new host shows up;
+    snmpwalk with the MIB loaded prints names."""
+    snmp, srv = start_all(ctx)
+    token = srv.token_create("fleet", max_uses=10)
+    ok = ctx.agent(srv, "alpha", db_age_days=0.1, rtp=True)
+    crit = ctx.agent(srv, "gamma", db_age_days=10, rtp=True)
+    silent = ctx.agent(srv, "silent")     # enrolled, never runs: no posture, no address
+    for a in (ok, crit, silent):
+        a.enroll(token)
+    ok.start()
+    crit.start()
+    hosts = synced(srv, ["alpha", "gamma"])
+    hosts = srv.hosts_by_name()
+    check(sorted(hosts) == ["alpha", "gamma", "silent"], "custosctl hosts lists %s" % sorted(hosts))
+
+    # scalars: equal to the REST API once the snapshot caught up
+    last = []
+    def same():
+        d = scalars_match(snmp, srv)
+        last[:] = [d]
+        return d is None
+    wait_until(same, 10, "SNMP scalars to equal custosctl status")
+
+    # the table: every host by its database id, every column for every row
+    def complete():
+        rows = host_rows(snmp)
+        return rows if len(rows) == 3 else None
+    rows = wait_until(complete, 10, "three rows in custosHostTable")
+    for name, h in hosts.items():
+        r = rows.get(h["id"])
+        check(r is not None, "host %s (id %d) is not in custosHostTable: %s" % (name, h["id"], sorted(rows)))
+        check(sorted(r) == list(HOST_COLUMNS), "host %s has columns %s" % (name, sorted(r)))
+        check(r[2] == name.encode(), "custosHostName.%d is %r, expected %s" % (h["id"], r[2], name))
+        check(STATUS_NAMES.get(r[7]) == h["status"], "custosHostStatus.%d is %r, REST says %s"
+              % (h["id"], r[7], h["status"]))
+        check(r[3] == 1 and r[4] == b"Unassigned", "host %s: group %r %r" % (name, r[3], r[4]))
+    a, g, s = rows[hosts["alpha"]["id"]], rows[hosts["gamma"]["id"]], rows[hosts["silent"]["id"]]
+    check(a[10] == b"clamav" and a[12] == 1, "alpha: antivirus %r, rtp %r" % (a[10], a[12]))
+    check(a[5] == 1 and a[6] == bytes([127, 0, 0, 1]), "alpha: address %r %r" % (a[5], a[6]))
+    check(len(a[11]) == 11 and a[11][8:9] == b"+", "alpha: database time %r is not a UTC DateAndTime"
+          % a[11])
+    year = a[11][0] << 8 | a[11][1]
+    check(year == time.gmtime(ok.db_time).tm_year and a[11][2] == time.gmtime(ok.db_time).tm_mon,
+          "alpha: database time %r, the daily.cld header says %d" % (a[11], ok.db_time))
+    # gamma: databasesOutdated(3) is critical
+    check(g[8][0] & 0x10 and g[9][0] & 0x10, "gamma: reasons %r critical %r" % (g[8], g[9]))
+    # silent: never connected; its missing values are given, not skipped
+    check(s[5] == 0 and s[6] == b"" and s[10] == b"" and s[12] == 3,
+          "silent: address %r %r antivirus %r rtp %r" % (s[5], s[6], s[10], s[12]))
+    check(s[13] == bytes(8) and s[11] == bytes(8), "silent: last seen %r db time %r" % (s[13], s[11]))
+    check(s[8][0] & 0x02, "silent: reasons %r lack noPosture(6)" % s[8])
+    st = snmp.get(FLEET + ".6.0", FLEET + ".5.0", GROUPS + ".4.1", GROUPS + ".7.1")
+    check(st[FLEET + ".6.0"] == 1, "custosHostsNeverConnected is %r" % st[FLEET + ".6.0"])
+    check(st[FLEET + ".5.0"] == 3 and st[GROUPS + ".4.1"] == 3, "unassigned / group hosts: %r" % st)
+    check(st[GROUPS + ".7.1"] == srv.status()["hosts"]["critical"], "group critical count %r" % st)
+
+    # a host that does not exist: no such instance, not an error
+    _, out, _ = snmp.cmd("snmpget", HOSTS + ".2.999999")
+    check("No Such Instance" in out, "snmpget of an unknown host printed %r" % out)
+
+    # a new host appears by itself
+    late = ctx.agent(srv, "late", db_age_days=0.1, rtp=True)
+    late.enroll(token)
+    late.start()
+    synced(srv, ["late"])
+    late_id = srv.hosts_by_name()["late"]["id"]
+    wait_until(lambda: host_rows(snmp).get(late_id, {}).get(2) == b"late", 5,
+               "host late (id %d) in custosHostTable" % late_id)
+    wait_until(lambda: scalars_match(snmp, srv) is None, 10, "scalars to count the new host")
+
+    # names, not numbers, with the MIB loaded; no type the MIB does not expect
+    _, out, err = snmp.cmd("snmpwalk", "custosMIB", names=True)
+    check("CUSTOS-MIB::custosHostName.%d = STRING: late" % late_id in out,
+          "snmpwalk with CUSTOS-MIB printed no names: %r" % out[:600])
+    check("CUSTOS-MIB::custosHostStatus.%d = INTEGER: critical(3)" % hosts["gamma"]["id"] in out,
+          "snmpwalk does not show gamma as critical(3): %r" % out[:600])
+    check("Wrong Type" not in out and "Wrong Type" not in err, "a value has the wrong type: %s"
+          % [l for l in out.splitlines() if "Wrong Type" in l][:3])
+    check(".1.3.6.1" not in out, "snmpwalk printed numeric OIDs: %r"
+          % [l for l in out.splitlines() if ".1.3.6.1" in l][:3])
+    check(srv.log_count("CUSTOS-MIB registered with snmpd") == 1, "no registration line in the log")
+
+
+# 2 -------------------------------------------------------------------------
+
+def _traps(snmp, name):
+    return [l for l in snmp.traps_text().splitlines() if "CUSTOS-MIB::%s" % name in l]
+
+
+def _counts(lines):
+    return [int(m.group(1)) for l in lines for m in [re.search(r"custosNotifyCount\.0 = \w+: (\d+)", l)] if m]
+
+
+def test_snmp_threat_notifications(ctx):
+    """A threat event from an agent arrives at snmptrapd as
+    custosThreatDetected with the host and the message; the host's next
+    sync (an unresolved threat) raises custosHostBecameCritical; a burst is
+    rate-limited and coalesced without losing the count."""
+    snmp, srv = start_all(ctx, rate=2, burst=3)
+    token = srv.token_create("t", max_uses=5)
+    pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True, sync_interval=10)
+    pc.enroll(token)
+    pc.start()
+    hosts = synced(srv, ["pc"])
+    check(hosts["pc"]["status"] == "OK", "pc starts %s" % hosts["pc"]["status"])
+    hid = hosts["pc"]["id"]
+
+    pc.event("Eicar-Test-Signature FOUND in /home/u/eicar.com", severity="critical", kind="threat_found")
+    lines = wait_until(lambda: _traps(snmp, "custosThreatDetected"), 15, "custosThreatDetected at snmptrapd")
+    t = lines[0]
+    check("custosHostName.%d = STRING: pc" % hid in t, "the notification names no host: %r" % t)
+    check("Eicar-Test-Signature FOUND" in t, "the notification carries no message: %r" % t)
+    check("custosNotifyCount.0 = Gauge32: 1" in t or "custosNotifyCount.0 = Unsigned32: 1" in t,
+          "the first notification stands for %r" % _counts([t]))
+    wait_until(lambda: snmp.get(FLEET + ".10.0").get(FLEET + ".10.0") == 1, 5, "custosThreatsLastDay = 1")
+
+    # the agent counts the threat as unresolved: its next sync makes it Critical
+    crit = wait_until(lambda: _traps(snmp, "custosHostBecameCritical"), 30,
+                      "custosHostBecameCritical at snmptrapd")
+    check("custosHostName.%d = STRING: pc" % hid in crit[0], "critical notification: %r" % crit[0])
+    check("threatsUnresolved" in crit[0], "critical notification lacks the reason: %r" % crit[0])
+    check(srv.hosts_by_name()["pc"]["status"] == "Critical", "REST does not show pc Critical")
+
+    # a burst of 20: at most burst + rate * seconds notifications, every
+    # occurrence counted
+    before = len(_traps(snmp, "custosThreatDetected"))
+    t0 = time.monotonic()
+    for i in range(20):
+        pc.event("burst %d FOUND" % i, severity="critical", kind="threat_found")
+    def all_counted():
+        c = _counts(_traps(snmp, "custosThreatDetected")[before:])
+        return c if sum(c) >= 20 else None
+    counts = wait_until(all_counted, 30, "20 coalesced threat occurrences at snmptrapd")
+    took = time.monotonic() - t0
+    check(sum(counts) == 20, "notifications stand for %d occurrences, 20 were sent: %s" % (sum(counts), counts))
+    check(len(counts) < 20 and max(counts) > 1, "the burst was not coalesced: %s" % counts)
+    check(len(counts) <= 3 + 2 * (took + 1) + 1, "%d notifications in %.1f s exceed the rate limit: %s"
+          % (len(counts), took, counts))
+    wait_until(lambda: snmp.get(FLEET + ".10.0").get(FLEET + ".10.0") == 21, 5, "custosThreatsLastDay = 21")
+
+
+# 3 -------------------------------------------------------------------------
+
+def test_snmp_snmpd_restart(ctx):
+    """snmpd killed: custosd keeps serving agents; snmpd back: the subagent
+    is registered again within 5 s by itself."""
+    snmp, srv = start_all(ctx)
+    token = srv.token_create("r", max_uses=2)
+    a = ctx.agent(srv, "steady", db_age_days=0.1, rtp=True)
+    a.enroll(token)
+    a.start()
+    synced(srv, ["steady"])
+
+    snmp.kill_snmpd()
+    wait_until(lambda: srv.log_count("lost the AgentX session") >= 1, 10, "custosd to notice snmpd is gone")
+    # the agent port and the console still work while snmpd is away
+    eid = a.event("while snmpd is down")
+    wait_until(lambda: a.queued() == 0, 15, "the agent's event to be acknowledged")
+    check(srv.ctl_rc("status") == 0, "custosctl status failed while snmpd was down")
+    time.sleep(3)   # several reconnection attempts, quietly
+    check(srv.log_count("lost the AgentX session") == 1, "custosd repeated the lost-session warning")
+    check(srv.alive(), "custosd died without snmpd")
+
+    try:
+        snmp.socket.unlink()
+    except OSError:
+        pass
+    t0 = time.monotonic()
+    snmp.start_snmpd()
+    wait_until(snmp.registered, REGISTER_WITHIN + 5, "the subagent to register again")
+    took = time.monotonic() - t0
+    check(took <= REGISTER_WITHIN, "registered again only after %.1f s (limit %.0f s)" % (took, REGISTER_WITHIN))
+    check(srv.log_count("registered again") == 1, "no 'registered again' line in custosd's log")
+    check(eid, "event id")
+    wait_until(lambda: scalars_match(snmp, srv) is None, 10, "scalars to equal custosctl status again")
+
+
+# 4 -------------------------------------------------------------------------
+
+def test_snmp_absent_at_start(ctx):
+    """snmp.enabled with no snmpd: custosd starts and serves, says so once,
+    and registers by itself when snmpd comes."""
+    snmp = Snmp(ctx)
+    srv = ctx.server(extra_conf=snmp.conf_for_server()).start()
+    wait_until(lambda: srv.log_count("cannot reach snmpd") >= 1, 10, "the warning about snmpd")
+    time.sleep(3)
+    check(srv.log_count("cannot reach snmpd") == 1, "custosd repeated the warning")
+    check(srv.ctl_rc("status") == 0, "custosctl status failed without snmpd")
+    snmp.start_snmpd()
+    t0 = time.monotonic()
+    wait_until(snmp.registered, REGISTER_WITHIN + 5, "the subagent to register")
+    check(time.monotonic() - t0 <= REGISTER_WITHIN, "registration took longer than %.0f s" % REGISTER_WITHIN)
+    # snmp.enabled = false (the default): nothing is registered
+    off = ctx.server(label="nosnmp").start()
+    check(off.log_count(" snmp: ") == 0, "custosd without snmp.enabled logged about SNMP")
