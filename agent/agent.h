@@ -18,6 +18,8 @@ struct evq;
 struct event_base;
 struct bufferevent;
 struct event;
+struct tasks;
+struct policy_apply_state;
 
 #define AGENT_VERSION "0.1.0"
 #define AGENT_DEFAULT_PORT 13000
@@ -43,6 +45,7 @@ struct agent {
 	json_t *inflight;         /* event ids sent, waiting for ack/nack */
 	int backoff_ms;
 	int64_t sync_interval;
+	int64_t last_report;      /* last immediate sync reporting an applied policy */
 
 	struct event *sync_timer, *retry_timer, *keepalive_timer;
 	struct event *spool_ev, *wake_ev;
@@ -50,6 +53,9 @@ struct agent {
 	struct wake_replay replay;
 
 	uint64_t syncs_ok, events_acked, wake_ok, wake_dropped, pin_mismatches;
+
+	struct tasks *tasks;          /* task scheduler and runner (tasks.h) */
+	struct policy_apply_state *policy;  /* applied policy document (policy_apply.h) */
 };
 
 /* Paths inside the state directory. */

@@ -21,6 +21,8 @@
 #include "evqueue.h"
 #include "frame.h"
 #include "log.h"
+#include "policy_apply.h"
+#include "tasks.h"
 #include "tls.h"
 #include "util.h"
 
@@ -33,7 +35,7 @@ static void agent_connect(struct agent *a);
 static bool
 keep_connection(const struct agent *a)
 {
-	return conf_bool(a->cfg, "agent.keep_connection");
+	return policy_apply_keep_connection(a);
 }
 
 static void
@@ -122,6 +124,26 @@ read_threats(struct agent *a)
 	return n;
 }
 
+/* agent.tags "web, dmz" -> ["web", "dmz"] */
+static json_t *
+agent_tags(const struct agent *a)
+{
+	json_t *tags = json_array();
+	const char *p = conf_str(a->cfg, "agent.tags");
+	while (tags && *p) {
+		size_t n = strcspn(p, ",");
+		const char *s = p, *e = p + n;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e > s)
+			json_array_append_new(tags, json_stringn(s, (size_t)(e - s)));
+		p += n + (p[n] == ',');
+	}
+	return tags;
+}
+
 static void
 agent_send_sync(struct agent *a)
 {
@@ -129,10 +151,24 @@ agent_send_sync(struct agent *a)
 	json_t *posture = posture_collect(&a->pc);
 	a->want_sync = false;
 	a->sync_inflight = true;
-	agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I}", "type", "sync", "posture",
+	agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I, s:o, s:s, s:o}", "type", "sync", "posture",
 	    posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
 	    "agent_version", AGENT_VERSION, "queue_dropped", (json_int_t)evq_dropped(a->q),
-	    "wake_dropped", (json_int_t)a->wake_dropped));
+	    "wake_dropped", (json_int_t)a->wake_dropped, "policy", policy_apply_report(a),
+	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a)));
+}
+
+/* sync_ok carries the policy document and the task list when they changed. */
+static void
+handle_sync_changes(struct agent *a, json_t *msg)
+{
+	json_t *p = json_object_get(msg, "policy"), *t = json_object_get(msg, "tasks");
+	if (json_is_object(p))
+		policy_apply(a, json_object_get(p, "document"),
+		    json_integer_value(json_object_get(p, "version")),
+		    json_string_value(json_object_get(p, "hash")));
+	if (json_is_object(t))
+		tasks_update(a, json_object_get(t, "list"), json_string_value(json_object_get(t, "hash")));
 }
 
 static void
@@ -187,12 +223,21 @@ handle_message(struct agent *a, json_t *msg)
 		a->backoff_ms = BACKOFF_MIN_MS;
 		if (next > 0)
 			a->sync_interval = next;
+		policy_apply_contact(a);
+		handle_sync_changes(a, msg);
+		a->sync_interval = policy_apply_sync_interval(a, a->sync_interval);
 		const char *name = json_string_value(json_object_get(msg, "name"));
 		log_info("client", "synced with the server (status %s); next sync in %lld s",
 		    json_string_value(json_object_get(msg, "status")) ?: "?", (long long)a->sync_interval);
 		if (name && strcmp(name, a->name) != 0)
 			str_copy(a->name, name, sizeof(a->name));
 		schedule(a->sync_timer, a->sync_interval * 1000);
+		/* tell the server at once which policy version now applies (at
+		 * most every 10 s, so a document that keeps differing cannot loop) */
+		if (json_is_object(json_object_get(msg, "policy")) && now_s() - a->last_report >= 10) {
+			a->last_report = now_s();
+			agent_send_sync(a);
+		}
 	} else if (strcmp(type, "ack") == 0) {
 		handle_ack(a, msg);
 	} else if (strcmp(type, "nack") == 0) {
@@ -494,7 +539,7 @@ int
 agent_start(struct agent *a, char *err, size_t errlen)
 {
 	a->backoff_ms = BACKOFF_MIN_MS;
-	a->sync_interval = conf_int(a->cfg, "agent.sync_interval");
+	a->sync_interval = policy_apply_sync_interval(a, conf_int(a->cfg, "agent.sync_interval"));
 	a->sync_timer = evtimer_new(a->base, on_sync_timer, a);
 	a->retry_timer = evtimer_new(a->base, on_retry_timer, a);
 	a->keepalive_timer = evtimer_new(a->base, on_keepalive, a);

@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <fcntl.h>
 #include <unistd.h>
 #include <event2/event.h>
 
@@ -16,6 +14,8 @@
 #include "config.h"
 #include "evqueue.h"
 #include "log.h"
+#include "policy_apply.h"
+#include "tasks.h"
 #include "util.h"
 
 #define MAX_OVERRIDES 64
@@ -71,29 +71,6 @@ load_config(const char *path, const char *const *ov, size_t nov)
 	return cfg;
 }
 
-/* Adds delta to the unresolved-threat counter (0 delta with reset clears). */
-static int
-threats_update(const char *state_dir, int delta, bool reset)
-{
-	char path[4200], lock[4200];
-	str_fmt(path, sizeof(path), "%s/threats_unresolved", state_dir);
-	str_fmt(lock, sizeof(lock), "%s/threats.lock", state_dir);
-	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	char *t = file_read(path, 64, NULL);
-	long long n = reset ? 0 : (t ? strtoll(t, NULL, 10) : 0) + delta;
-	free(t);
-	char buf[32];
-	int len = str_fmt(buf, sizeof(buf), "%lld\n", n < 0 ? 0 : n);
-	int rc = file_write_atomic(path, buf, (size_t)len, 0600);
-	close(fd);
-	return rc;
-}
-
 static int
 cmd_event(struct conf *cfg, int argc, char **argv)
 {
@@ -146,7 +123,7 @@ cmd_event(struct conf *cfg, int argc, char **argv)
 		fprintf(stderr, "custos-agent event: %s\n", ev ? err : "invalid event");
 	else {
 		printf("%s\n", json_string_value(json_object_get(ev, "id")));
-		if (strcmp(kind, "threat_found") == 0 && threats_update(state, 1, false) < 0)
+		if (strcmp(kind, "threat_found") == 0 && agent_threats_update(state, 1, false) < 0)
 			fprintf(stderr, "custos-agent event: could not count the threat in %s\n", state);
 	}
 	json_decref(ev);
@@ -258,7 +235,7 @@ main(int argc, char **argv)
 		else if (strcmp(cmd, "status") == 0)
 			rc = cmd_status(cfg);
 		else if (strcmp(cmd, "threats") == 0 && optind + 1 < argc && strcmp(argv[optind + 1], "--clear") == 0)
-			rc = threats_update(conf_str(cfg, "agent.state_dir"), 0, true) == 0 ? 0 : 1;
+			rc = agent_threats_update(conf_str(cfg, "agent.state_dir"), 0, true) == 0 ? 0 : 1;
 		else {
 			fprintf(stderr, "custos-agent: unknown command \"%s\"\n", cmd);
 			usage(stderr);
@@ -317,7 +294,8 @@ main(int argc, char **argv)
 	};
 	if ((a.base = event_base_new()) == NULL)
 		fatalx("main", "cannot create the event loop");
-	if (agent_start(&a, err, sizeof(err)) < 0)
+	if (policy_apply_init(&a, err, sizeof(err)) < 0 || tasks_init(&a, err, sizeof(err)) < 0 ||
+	    agent_start(&a, err, sizeof(err)) < 0)
 		fatalx("main", "%s", err);
 	struct event *st = evsignal_new(a.base, SIGTERM, on_signal, a.base);
 	struct event *si = evsignal_new(a.base, SIGINT, on_signal, a.base);
@@ -327,6 +305,8 @@ main(int argc, char **argv)
 	    a.server_host, a.server_port);
 	event_base_dispatch(a.base);
 	agent_stop(&a);
+	tasks_shutdown(&a);
+	policy_apply_free(&a);
 	event_free(st);
 	event_free(si);
 	evq_close(a.q);

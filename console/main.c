@@ -10,6 +10,7 @@
 #include <event2/http.h>
 
 #include "conf.h"
+#include "ctl.h"
 #include "http.h"
 #include "util.h"
 
@@ -33,13 +34,34 @@ usage(FILE *f)
 	    "\n"
 	    "Commands:\n"
 	    "  status                          server, database and fleet summary\n"
-	    "  hosts                           every host with status and reasons\n"
+	    "  hosts [--group PATH] [--status OK|Warning|Critical] [--filter EXPR] [--name GLOB]\n"
+	    "                                  hosts with status, group and reasons (--group:\n"
+	    "                                  the group and its subgroups; --filter: as in a\n"
+	    "                                  selection, e.g. \"db_age_days > 3 and os = debian*\")\n"
 	    "  host NAME                       one host with its full posture\n"
 	    "  wake NAME                       ask the host's agent to sync now\n"
 	    "  events [--host NAME] [--limit N] [--since UNIXTIME]\n"
 	    "  token list\n"
 	    "  token create NAME [--days N] [--max-uses N]   prints the secret once\n"
 	    "  token delete NAME\n"
+	    "\n"
+	    "Groups, policies and tasks:\n"
+	    "  groups                          the group tree with host counts\n"
+	    "  group create PATH               e.g. Servers/Web (parents must exist)\n"
+	    "  group delete PATH               an empty group; its hosts go to Unassigned\n"
+	    "  move NAME GROUP                 put a host in a group (\"\" = Unassigned)\n"
+	    "  host-settings NAME JSON         a host's local settings, {\"app\": {\"key\": value}}\n"
+	    "  host-policy NAME                a host's effective policy and what it applied\n"
+	    "  policies [--group PATH]\n"
+	    "  policy NAME | policy put FILE.json | policy delete NAME\n"
+	    "  tasks\n"
+	    "  task NAME | task put FILE.json | task delete NAME\n"
+	    "  task start NAME | task cancel NAME | task results NAME [--limit N] [--offset N]\n"
+	    "  selections\n"
+	    "  selection put NAME FILTER | selection hosts NAME | selection delete NAME\n"
+	    "  rules                           relocation rules, in the order they are tried\n"
+	    "  relocate [--force]              apply them to unplaced hosts (--force: to all)\n"
+	    "  reload                          re-read etc/custos.d (refused as a whole when broken)\n"
 	    "\n"
 	    "  -c FILE     configuration (default: $CUSTOSCTL_CONF, ../etc/custosctl.conf\n"
 	    "              beside the binary, /etc/custos/custosctl.conf)\n"
@@ -48,15 +70,8 @@ usage(FILE *f)
 	    "Exit status: 0 ok, 1 the server refused or failed, 2 usage.\n");
 }
 
-struct ctl {
-	struct http_target t;
-	int json;
-	char password[256];
-};
-
-/* Calls the API; returns the parsed body or NULL (message printed). */
-static json_t *
-call(struct ctl *c, const char *method, const char *path, json_t *body)
+json_t *
+ctl_call(struct ctl *c, const char *method, const char *path, json_t *body)
 {
 	char err[1024], *text = NULL, *resp = NULL;
 	int status = 0;
@@ -82,17 +97,16 @@ call(struct ctl *c, const char *method, const char *path, json_t *body)
 	return j;
 }
 
-/* "/api/v1/COLLECTION/NAME[SUFFIX]" with NAME percent-encoded. */
-static void
-object_path(char *out, size_t len, const char *collection, const char *name, const char *suffix)
+void
+ctl_object_path(char *out, size_t len, const char *collection, const char *name, const char *suffix)
 {
 	char *enc = evhttp_uriencode(name, -1, 0);
 	str_fmt(out, len, "/api/v1/%s/%s%s", collection, enc ? enc : name, suffix);
 	free(enc);
 }
 
-static void
-print_json(json_t *j)
+void
+ctl_print_json(json_t *j)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
 	if (s)
@@ -100,8 +114,8 @@ print_json(json_t *j)
 	free(s);
 }
 
-static void
-fmt_age(int64_t t, char *out, size_t len)
+void
+ctl_fmt_age(int64_t t, char *out, size_t len)
 {
 	if (t <= 0) {
 		str_copy(out, "never", len);
@@ -146,33 +160,92 @@ av_text(json_t *host, char *db, size_t dblen, char *rtp, size_t rtplen)
 		str_copy(rtp, "-", rtplen);
 		return;
 	}
-	fmt_age(json_integer_value(json_object_get(av, "db_time")), db, dblen);
+	ctl_fmt_age(json_integer_value(json_object_get(av, "db_time")), db, dblen);
 	str_copy(rtp, json_is_true(json_object_get(av, "rtp")) ? "on" : "off", rtplen);
 }
 
-static int
-cmd_hosts(struct ctl *c)
+void
+ctl_print_hosts(json_t *hosts)
 {
-	json_t *j = call(c, "GET", "/api/v1/hosts", NULL);
-	if (j == NULL)
-		return 1;
-	if (c->json) {
-		print_json(j);
-		json_decref(j);
-		return 0;
-	}
-	printf("%-24s %-9s %-10s %-10s %-4s %s\n", "NAME", "STATUS", "LAST SEEN", "AV DB", "RTP", "REASONS");
+	printf("%-24s %-9s %-20s %-10s %-10s %-4s %s\n", "NAME", "STATUS", "GROUP", "LAST SEEN",
+	    "AV DB", "RTP", "REASONS");
 	size_t i;
 	json_t *h;
-	json_array_foreach(j, i, h) {
+	json_array_foreach(hosts, i, h) {
 		char seen[32], db[32], rtp[8], reasons[1024];
-		fmt_age(json_integer_value(json_object_get(h, "last_seen")), seen, sizeof(seen));
+		const char *group = json_string_value(json_object_get(h, "group"));
+		ctl_fmt_age(json_integer_value(json_object_get(h, "last_seen")), seen, sizeof(seen));
 		av_text(h, db, sizeof(db), rtp, sizeof(rtp));
 		reasons_text(json_object_get(h, "reasons"), reasons, sizeof(reasons));
-		printf("%-24s %-9s %-10s %-10s %-4s %s\n", json_string_value(json_object_get(h, "name")),
-		    json_string_value(json_object_get(h, "status")), seen, db, rtp, reasons);
+		printf("%-24s %-9s %-20s %-10s %-10s %-4s %s\n", json_string_value(json_object_get(h, "name")),
+		    json_string_value(json_object_get(h, "status")),
+		    group && *group ? group : "Unassigned", seen, db, rtp, reasons);
 	}
-	printf("%zu host(s)\n", json_array_size(j));
+	printf("%zu host(s)\n", json_array_size(hosts));
+}
+
+/* Every host matching query ("&key=value..."), following the API's pages. */
+static json_t *
+hosts_filtered(struct ctl *c, const char *query)
+{
+	json_t *all = json_array();
+	size_t offset = 0;
+	for (;;) {
+		char path[4096];
+		if (str_fmt(path, sizeof(path), "/api/v1/hosts?limit=10000&offset=%zu%s", offset, query) < 0) {
+			fprintf(stderr, "custosctl hosts: arguments too long\n");
+			json_decref(all);
+			return NULL;
+		}
+		json_t *page = ctl_call(c, "GET", path, NULL);
+		if (page == NULL) {
+			json_decref(all);
+			return NULL;
+		}
+		json_t *hosts = json_object_get(page, "hosts");
+		size_t n = json_array_size(hosts);
+		json_int_t total = json_integer_value(json_object_get(page, "total"));
+		json_array_extend(all, hosts);
+		json_decref(page);
+		offset += n;
+		if (n == 0 || (json_int_t)offset >= total)
+			return all;
+	}
+}
+
+/* hosts [--group PATH] [--status S] [--filter EXPR] [--name GLOB] */
+static int
+cmd_hosts(struct ctl *c, int argc, char **argv)
+{
+	static const char *const opts[][2] = { { "--group", "group" }, { "--status", "status" },
+		{ "--filter", "filter" }, { "--name", "name" } };
+	char query[2048] = "";
+	size_t qlen = 0;
+	for (int i = 1; i < argc; i++) {
+		size_t k = 0;
+		while (k < ARRAY_LEN(opts) && strcmp(argv[i], opts[k][0]) != 0)
+			k++;
+		if (k == ARRAY_LEN(opts) || i + 1 >= argc) {
+			fprintf(stderr, "custosctl hosts: unknown argument %s\n", argv[i]);
+			return 2;
+		}
+		char *enc = evhttp_uriencode(argv[++i], -1, 0);
+		int n = enc ? str_fmt(query + qlen, sizeof(query) - qlen, "&%s=%s", opts[k][1], enc) : -1;
+		free(enc);
+		if (n < 0) {
+			fprintf(stderr, "custosctl hosts: arguments too long\n");
+			return 2;
+		}
+		qlen += (size_t)n;
+	}
+	/* without filters the API's bare array, as before paging existed */
+	json_t *j = qlen ? hosts_filtered(c, query) : ctl_call(c, "GET", "/api/v1/hosts", NULL);
+	if (j == NULL)
+		return 1;
+	if (c->json)
+		ctl_print_json(j);
+	else
+		ctl_print_hosts(j);
 	json_decref(j);
 	return 0;
 }
@@ -181,17 +254,17 @@ static int
 cmd_host(struct ctl *c, const char *name)
 {
 	char path[512];
-	object_path(path, sizeof(path), "hosts", name, "");
-	json_t *j = call(c, "GET", path, NULL);
+	ctl_object_path(path, sizeof(path), "hosts", name, "");
+	json_t *j = ctl_call(c, "GET", path, NULL);
 	if (j == NULL)
 		return 1;
 	if (c->json) {
-		print_json(j);
+		ctl_print_json(j);
 		json_decref(j);
 		return 0;
 	}
 	char seen[32], db[32], rtp[8], reasons[1024];
-	fmt_age(json_integer_value(json_object_get(j, "last_seen")), seen, sizeof(seen));
+	ctl_fmt_age(json_integer_value(json_object_get(j, "last_seen")), seen, sizeof(seen));
 	av_text(j, db, sizeof(db), rtp, sizeof(rtp));
 	reasons_text(json_object_get(j, "reasons"), reasons, sizeof(reasons));
 	printf("name:        %s\n", json_string_value(json_object_get(j, "name")));
@@ -207,13 +280,13 @@ cmd_host(struct ctl *c, const char *name)
 	return 0;
 }
 
-static int
-cmd_simple(struct ctl *c, const char *method, const char *path)
+int
+ctl_simple(struct ctl *c, const char *method, const char *path)
 {
-	json_t *j = call(c, method, path, NULL);
+	json_t *j = ctl_call(c, method, path, NULL);
 	if (j == NULL)
 		return 1;
-	print_json(j);
+	ctl_print_json(j);
 	json_decref(j);
 	return 0;
 }
@@ -239,11 +312,11 @@ cmd_events(struct ctl *c, int argc, char **argv)
 	str_fmt(path, sizeof(path), "/api/v1/events?limit=%d&since=%lld&host=%s", atoi(limit),
 	    strtoll(since, NULL, 10), enc ? enc : "");
 	free(enc);
-	json_t *j = call(c, "GET", path, NULL);
+	json_t *j = ctl_call(c, "GET", path, NULL);
 	if (j == NULL)
 		return 1;
 	if (c->json) {
-		print_json(j);
+		ctl_print_json(j);
 		json_decref(j);
 		return 0;
 	}
@@ -266,11 +339,11 @@ static int
 cmd_token(struct ctl *c, int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "list") == 0) {
-		json_t *j = call(c, "GET", "/api/v1/tokens", NULL);
+		json_t *j = ctl_call(c, "GET", "/api/v1/tokens", NULL);
 		if (j == NULL)
 			return 1;
 		if (c->json) {
-			print_json(j);
+			ctl_print_json(j);
 		} else {
 			printf("%-20s %-7s %-12s %-21s %s\n", "NAME", "SOURCE", "USES", "EXPIRES", "");
 			size_t i;
@@ -311,12 +384,12 @@ cmd_token(struct ctl *c, int argc, char **argv)
 		}
 		json_t *body = json_pack("{s:s, s:I, s:I}", "name", argv[2], "expires_in",
 		    (json_int_t)(days * 86400), "max_uses", (json_int_t)max_uses);
-		json_t *j = call(c, "POST", "/api/v1/tokens", body);
+		json_t *j = ctl_call(c, "POST", "/api/v1/tokens", body);
 		json_decref(body);
 		if (j == NULL)
 			return 1;
 		if (c->json)
-			print_json(j);
+			ctl_print_json(j);
 		else
 			printf("token %s created; give this secret to the agents (shown only now):\n%s\n",
 			    json_string_value(json_object_get(j, "name")),
@@ -326,8 +399,8 @@ cmd_token(struct ctl *c, int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "delete") == 0) {
 		char path[256];
-		object_path(path, sizeof(path), "tokens", argv[2], "");
-		return cmd_simple(c, "DELETE", path);
+		ctl_object_path(path, sizeof(path), "tokens", argv[2], "");
+		return ctl_simple(c, "DELETE", path);
 	}
 	fprintf(stderr, "custosctl: token list | token create NAME [--days N] [--max-uses N] | token delete NAME\n");
 	return 2;
@@ -427,21 +500,21 @@ main(int argc, char **argv)
 
 	int rc;
 	const char *cmd = args[0];
-	if (strcmp(cmd, "hosts") == 0 && nargs == 1)
-		rc = cmd_hosts(&c);
+	if (strcmp(cmd, "hosts") == 0)
+		rc = cmd_hosts(&c, nargs, args);
 	else if (strcmp(cmd, "host") == 0 && nargs == 2)
 		rc = cmd_host(&c, args[1]);
 	else if (strcmp(cmd, "status") == 0 && nargs == 1)
-		rc = cmd_simple(&c, "GET", "/api/v1/status");
+		rc = ctl_simple(&c, "GET", "/api/v1/status");
 	else if (strcmp(cmd, "wake") == 0 && nargs == 2) {
 		char path[512];
-		object_path(path, sizeof(path), "hosts", args[1], "/wake");
-		rc = cmd_simple(&c, "POST", path);
+		ctl_object_path(path, sizeof(path), "hosts", args[1], "/wake");
+		rc = ctl_simple(&c, "POST", path);
 	} else if (strcmp(cmd, "events") == 0)
 		rc = cmd_events(&c, nargs, args);
 	else if (strcmp(cmd, "token") == 0)
 		rc = cmd_token(&c, nargs, args);
-	else {
+	else if ((rc = ctl_mgmt_command(&c, nargs, args)) < 0) {
 		fprintf(stderr, "custosctl: unknown command or wrong arguments: %s\n", cmd);
 		usage(stderr);
 		rc = 2;

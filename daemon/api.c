@@ -1,6 +1,7 @@
 /* api.c — see api.h. The console's REST/JSON API over HTTPS (libevent evhttp
  * with OpenSSL bufferevents). */
 #include "api.h"
+#include "api_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -15,8 +16,10 @@
 
 #include "conf.h"
 #include "db.h"
+#include "groups.h"
 #include "listener.h"
 #include "log.h"
+#include "mgmt.h"
 #include "registry.h"
 #include "server.h"
 #include "store.h"
@@ -26,13 +29,7 @@
 
 #define API_BODY_MAX (64 * 1024)
 
-struct api {
-	struct server *srv;
-	struct evhttp *http;
-	SSL_CTX *ctx;
-};
-
-static void
+void
 api_reply(struct evhttp_request *req, int code, json_t *body)
 {
 	struct evbuffer *out = evbuffer_new();
@@ -53,11 +50,7 @@ api_reply(struct evhttp_request *req, int code, json_t *body)
 	evbuffer_free(out);
 }
 
-static void
-api_error(struct evhttp_request *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+void
 api_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
 	char msg[512];
@@ -88,8 +81,8 @@ api_authorized(struct api *a, struct evhttp_request *req)
 	return store_admin_check(a->srv->store, (char *)dec, colon + 1) == 0;
 }
 
-static json_t *
-host_summary(const struct host *h)
+json_t *
+api_host_json(struct api *a, const struct host *h)
 {
 	json_t *av = json_array();
 	json_t *posture = h->posture;
@@ -103,25 +96,18 @@ host_summary(const struct host *h)
 	}
 	json_t *sys = json_object_get(posture, "system");
 	json_t *os = json_object_get(sys, "os");
-	return json_pack("{s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:s, s:b, s:O?, s:o}",
+	json_t *j = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:s, s:b, s:O?, s:o}",
 	    "name", h->name, "id", (json_int_t)h->id, "uid", h->uid, "hostname", h->hostname,
 	    "status", status_name(h->st.status),
 	    "reasons", status_reasons_json(&h->st, &h->sin, now_s()),
 	    "last_seen", (json_int_t)h->last_seen, "enrolled_at", (json_int_t)h->enrolled_at,
 	    "ip", h->last_ip, "connected", h->conn != NULL,
 	    "os", json_object_get(os, "pretty_name"), "antivirus", av);
-}
-
-static void
-api_hosts(struct api *a, struct evhttp_request *req)
-{
-	size_t n;
-	struct host **all = registry_hosts_sorted(a->srv->reg, &n);
-	json_t *arr = json_array();
-	for (size_t i = 0; all && i < n; i++)
-		json_array_append_new(arr, host_summary(all[i]));
-	free(all);
-	api_reply(req, 200, arr);
+	char group[GROUP_PATH_MAX] = "";        /* "" = Unassigned */
+	if (a->srv->mgmt)
+		mgmt_group_path(a->srv->mgmt, h->group_id, group, sizeof(group));
+	json_object_set_new(j, "group", json_string(group));
+	return j;
 }
 
 static void
@@ -137,7 +123,7 @@ api_host(struct api *a, struct evhttp_request *req, const char *name, const char
 			api_error(req, 405, "use GET");
 			return;
 		}
-		json_t *j = host_summary(h);
+		json_t *j = api_host_json(a, h);
 		json_object_set(j, "posture", h->posture ? h->posture : json_null());
 		json_object_set_new(j, "cert_serial", json_string(h->cert_serial));
 		json_object_set_new(j, "wake_port", json_integer(h->wake_port));
@@ -198,8 +184,8 @@ token_name_ok(const char *s)
 	return true;
 }
 
-static json_t *
-request_json(struct evhttp_request *req, char *err, size_t errlen)
+json_t *
+api_request_json(struct evhttp_request *req, char *err, size_t errlen)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
@@ -223,7 +209,7 @@ static void
 api_token_create(struct api *a, struct evhttp_request *req)
 {
 	char err[256];
-	json_t *body = request_json(req, err, sizeof(err));
+	json_t *body = api_request_json(req, err, sizeof(err));
 	if (body == NULL) {
 		api_error(req, 400, "%s", err);
 		return;
@@ -439,15 +425,14 @@ api_dispatch(struct evhttp_request *req, void *arg)
 		api_error(req, 404, "unknown path; the API lives under /api/v1/");
 	else if (strcmp(seg[2], "status") == 0 && nseg == 3 && get)
 		api_status(a, req);
-	else if (strcmp(seg[2], "hosts") == 0 && nseg == 3 && get)
-		api_hosts(a, req);
-	else if (strcmp(seg[2], "hosts") == 0 && (nseg == 4 || nseg == 5))
+	else if (strcmp(seg[2], "hosts") == 0 &&
+	    (nseg == 4 || (nseg == 5 && strcmp(seg[4], "wake") == 0)))
 		api_host(a, req, seg[3], nseg == 5 ? seg[4] : NULL);
 	else if (strcmp(seg[2], "events") == 0 && nseg == 3 && get)
 		api_events(a, req);
 	else if (strcmp(seg[2], "tokens") == 0 && nseg <= 4)
 		api_tokens(a, req, nseg == 4 ? seg[3] : NULL);
-	else
+	else if (!api_mgmt_route(a, req, seg, nseg))
 		api_error(req, 404, "unknown path %s", path);
 	for (size_t i = 0; i < nseg; i++)
 		free(seg[i]);
@@ -482,7 +467,8 @@ api_start(struct server *srv, char *err, size_t errlen)
 	evhttp_set_max_body_size(a->http, API_BODY_MAX);
 	evhttp_set_max_headers_size(a->http, 16 * 1024);
 	evhttp_set_timeout(a->http, 30);
-	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_DELETE);
 	const char *addr = conf_str(srv->cfg, "api.address");
 	int port = (int)conf_int(srv->cfg, "api.port");
 	if (evhttp_bind_socket(a->http, addr, (ev_uint16_t)port) != 0) {

@@ -12,6 +12,8 @@ const struct conf_key custosd_schema[] = {
 	  "comma-separated DNS names / IPs agents use to reach the server (used at first start)" },
 	{ "server.migrations_dir", CONF_PATH, "/usr/share/custos/migrations", 0, 0, false,
 	  "directory of the database migrations (NNNN_name.sql)" },
+	{ "server.declare_dir", CONF_PATH, "/etc/custos/custos.d", 0, 0, false,
+	  "declared groups, policies, tasks, selections (*.conf), applied at start and reload" },
 	{ "log.level", CONF_STRING, "info", 0, 0, false, "error, warn, info or debug" },
 	{ "log.target", CONF_STRING, "stderr", 0, 0, false, "stderr or syslog" },
 

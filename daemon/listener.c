@@ -19,6 +19,7 @@
 #include "fleet.h"
 #include "frame.h"
 #include "log.h"
+#include "mgmt.h"
 #include "naming.h"
 #include "registry.h"
 #include "server.h"
@@ -272,9 +273,9 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	if (wake > 0 && wake < 65536)
 		h->wake_port = (int)wake;
 	if (posture)
-		host_set_posture(h, json_incref(posture), now, &srv->thr, now);
+		host_set_posture(h, json_incref(posture), now, mgmt_host_thresholds(srv, h), now);
 	else
-		host_evaluate(h, &srv->thr, now);
+		host_evaluate(h, mgmt_host_thresholds(srv, h), now);
 	store_host_changed(srv->store, h);
 	fleet_host_changed(srv, h);
 	srv->stats.syncs++;
@@ -284,9 +285,11 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	uint32_t r = 0;
 	random_bytes(&r, sizeof(r));
 	long long next = interval + (jitter > 0 ? (long long)(r % (uint32_t)jitter) : 0);
-	conn_send(c, json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "sync_ok", "next_sync",
+	json_t *reply = json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "sync_ok", "next_sync",
 	    (json_int_t)next, "server_time", (json_int_t)now, "name", h->name,
-	    "status", status_name(h->st.status)));
+	    "status", status_name(h->st.status));
+	mgmt_on_sync(srv->mgmt, h, msg, reply);
+	conn_send(c, reply);
 }
 
 struct events_ctx {
@@ -379,6 +382,7 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 	/* threats reach SNMP even while the database is down (resends are
 	 * recognised by their event id) */
 	fleet_agent_events(srv, h, events);
+	mgmt_on_events(srv->mgmt, h, events);
 	struct events_ctx *e = calloc(1, sizeof(*e));
 	json_t *ids = json_array();
 	if (e == NULL || ids == NULL) {

@@ -18,6 +18,7 @@
 #include "fleet.h"
 #include "listener.h"
 #include "log.h"
+#include "mgmt.h"
 #include "registry.h"
 #include "server.h"
 #include "snmp.h"
@@ -166,19 +167,9 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	fleet_params_from(cfg, &fp);
 	fleet_set_params(srv->fleet, &fp);
 	store_reload_config(srv->store);
+	if (srv->loaded && mgmt_reload(srv->mgmt, NULL, NULL, err, sizeof(err)) < 0)
+		log_warnx("main", "etc/custos.d refused; groups, policies and tasks stay as they were");
 	log_info("main", "configuration reloaded (listen.*, api.*, database.* and snmp.* apply at restart)");
-}
-
-struct reeval_ctx {
-	struct server *srv;
-	int64_t now;
-};
-
-static void
-reeval_host(void *v, void *arg)
-{
-	(void)v;
-	(void)arg;
 }
 
 static void
@@ -188,13 +179,13 @@ on_reeval(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = &d->srv;
 	(void)fd;
 	(void)what;
-	(void)reeval_host;
 	size_t n;
 	int64_t now = now_s();
-	struct host **all = registry_hosts_sorted(srv->reg, &n);
+	mgmt_tick(srv->mgmt, now);
+	struct host **all = registry_hosts(srv->reg, &n);
 	for (size_t i = 0; all && i < n; i++) {
 		struct status_result before = all[i]->st;
-		host_evaluate(all[i], &srv->thr, now);
+		host_evaluate(all[i], mgmt_host_thresholds(srv, all[i]), now);
 		if (before.status != all[i]->st.status || before.reasons != all[i]->st.reasons) {
 			log_info("status", "host %s is now %s", all[i]->name, status_name(all[i]->st.status));
 			store_host_changed(srv->store, all[i]);
@@ -322,7 +313,8 @@ main(int argc, char **argv)
 	srv->reg = registry_new();
 	srv->store = store_new(srv, (size_t)conf_int(srv->cfg, "database.events_max"),
 	    (size_t)conf_int(srv->cfg, "database.batch_max"));
-	if (srv->reg == NULL || srv->store == NULL)
+	srv->mgmt = mgmt_new(srv);
+	if (srv->reg == NULL || srv->store == NULL || srv->mgmt == NULL)
 		fatalx("main", "out of memory");
 	struct fleet_params fp;
 	fleet_params_from(srv->cfg, &fp);
@@ -369,6 +361,7 @@ main(int argc, char **argv)
 	listener_stop(srv->lis);
 	wakeup_free(srv->wake);
 	store_free(srv->store);
+	mgmt_free(srv->mgmt);
 	if (fleet_free_ok)
 		fleet_free(srv->fleet);
 	registry_free(srv->reg);

@@ -20,6 +20,7 @@ struct store;
 struct api;
 struct wakeup;
 struct fleet;
+struct mgmt;
 struct snmp;
 
 struct server_stats {
@@ -42,6 +43,7 @@ struct server {
 	struct wakeup *wake;
 	struct fleet *fleet;       /* snapshot for other threads (SNMP) */
 	struct snmp *snmp;         /* AgentX subagent; NULL when snmp.enabled is false */
+	struct mgmt *mgmt;        /* groups, policies, tasks (mgmt.h) */
 	struct status_thresholds thr;
 	bool loaded;              /* registry loaded from the database at least once */
 	int64_t started;

@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "db.h"
 #include "log.h"
+#include "mgmt.h"
 #include "registry.h"
 #include "server.h"
 #include "util.h"
@@ -1231,6 +1232,7 @@ load_done(void *arg, int rc, const char *err)
 	    l->ntokens, merged ? " (merged with hosts seen meanwhile)" : "");
 	load_free(l);
 	store_apply_config_tokens(st);
+	mgmt_db_loaded(srv->mgmt);
 }
 
 void

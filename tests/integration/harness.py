@@ -451,7 +451,12 @@ class Agent:
               "software.enabled=false",
               "clamav.database_dir=%s" % self.clamdb,
               "clamav.clamd_socket=%s" % (base / "no-clamd.sock"),
-              "system.reboot_flag=%s" % (base / "no-reboot-required")]
+              "system.reboot_flag=%s" % (base / "no-reboot-required"),
+              # policies rewrite ClamAV's files: never this machine's own
+              "clamav.clamd_conf=%s" % (base / "clamd.conf"),
+              "clamav.freshclam_conf=%s" % (base / "freshclam.conf"),
+              "tasks.update_command=/bin/echo updated",
+              "tasks.scan_command=/bin/false"]
         if rtp:
             # clamonacc "runs" when its pid file names a live process: ours
             pidfile = base / "clamonacc.pid"
