@@ -29,6 +29,7 @@ AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
 CTL_SRC    := $(filter-out console/main.c,$(wildcard console/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
+BENCH_SRC  := $(wildcard tests/bench/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -41,6 +42,7 @@ ALL_A    := $(DAEMON_A) $(AGENT_A) $(CTL_A) $(LIB_A)
 PROGS := $(BUILD)/custosd $(BUILD)/custos-agent $(BUILD)/custosctl
 UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
+BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps run stop test unit integration asan bench clean check-config
 all: $(PROGS)
@@ -79,6 +81,11 @@ $(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c) $(ALL_A)
 
 units: $(UNITS) $(TOOLS)
 
+# Benchmark programs (make bench runs tests/bench/run.sh).
+$(BUILD)/bench/%: $(call obj,tests/bench/%.c) $(ALL_A)
+	@mkdir -p $(dir $@)
+	@echo "  LD  $@"; $(CC) $(ALL_CFLAGS) -o $@ $< -Wl,--start-group $(ALL_A) -Wl,--end-group $(ALL_LDLIBS)
+
 deps:
 	@appliance/bootstrap.sh
 
@@ -104,7 +111,7 @@ run: deps all
 stop:
 	@appliance/run.sh stop
 
-bench: deps all
+bench: deps all $(BENCHES)
 	@tests/bench/run.sh
 
 check-config: all

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -306,6 +308,9 @@ on_connected(struct agent *a)
 	}
 	a->connecting = false;
 	a->connected = true;
+	/* a sync frame right after the handshake must not wait for a delayed ACK */
+	int one = 1;
+	setsockopt(bufferevent_getfd(a->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	log_debug("client", "connected to %s:%d (%s)", a->server_host, a->server_port, SSL_get_version(ssl));
 	int timeout = (int)conf_int(a->cfg, "agent.timeout");
 	struct timeval rt = { keep_connection(a) ? conf_int(a->cfg, "agent.keepalive") * 3 : timeout, 0 };

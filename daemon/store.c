@@ -27,7 +27,9 @@ struct host_row {
 	int wake_port;
 	int status;
 	uint32_t reasons;
-	char *posture;            /* JSON text or NULL */
+	char *posture;            /* JSON text, made on the DB thread */
+	json_t *posture_json;     /* a reference: postures are replaced, never edited,
+	                             and jansson's reference counts are atomic */
 	uint64_t group_id;
 	int placed, policy_version, policy_applied;
 	char policy_hash[65];
@@ -113,6 +115,7 @@ batch_free(struct batch *b)
 		return;
 	for (size_t i = 0; i < b->nhosts; i++) {
 		free(b->hosts[i].posture);
+		json_decref(b->hosts[i].posture_json);
 		free(b->hosts[i].policy_errors);
 		free(b->hosts[i].local_settings);
 		free(b->hosts[i].tags);
@@ -262,6 +265,9 @@ batch_write_hosts(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < b->nhosts; i++) {
 		struct host_row *h = &b->hosts[i];
+		/* serialised here, off the main thread (a retried batch reuses it) */
+		if (h->posture_json && h->posture == NULL)
+			h->posture = json_dumps(h->posture_json, JSON_COMPACT);
 		set_i64(&bind[C_SEEN], i, h->last_seen);
 		set_str(&bind[C_IP], i, h->last_ip);
 		set_i64(&bind[C_WAKE], i, h->wake_port);
@@ -439,7 +445,8 @@ host_row_fill(struct host_row *r, struct host *h)
 	r->wake_port = h->wake_port;
 	r->status = (int)h->st.status;
 	r->reasons = h->st.reasons;
-	r->posture = h->posture ? json_dumps(h->posture, JSON_COMPACT) : NULL;
+	r->posture = NULL;
+	r->posture_json = h->posture ? json_incref(h->posture) : NULL;
 	r->group_id = h->group_id;
 	r->placed = h->placed;
 	r->policy_version = h->policy_version;
