@@ -4,7 +4,6 @@
 #define CUSTOS_CTL_H
 
 #include <stddef.h>
-#include <stdint.h>
 #include <jansson.h>
 
 #include "http.h"
@@ -21,10 +20,6 @@ json_t *ctl_call(struct ctl *c, const char *method, const char *path, json_t *bo
 void ctl_object_path(char *out, size_t len, const char *collection, const char *name,
     const char *suffix);
 void ctl_print_json(json_t *j);
-/* "5m ago", "never" */
-void ctl_fmt_age(int64_t t, char *out, size_t len);
-/* Calls the API and prints the JSON reply; the exit status (0 or 1). */
-int ctl_simple(struct ctl *c, const char *method, const char *path);
 /* The hosts table (an array of API host objects) with its count line. */
 void ctl_print_hosts(json_t *hosts);
 

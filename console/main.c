@@ -47,7 +47,7 @@ usage(FILE *f)
 	    "\n"
 	    "Groups, policies and tasks:\n"
 	    "  groups                          the group tree with host counts\n"
-	    "  group create PATH               e.g. Servers/Web (parents must exist)\n"
+	    "  group create PATH               e.g. Servers/Web (creates missing parents too)\n"
 	    "  group delete PATH               an empty group; its hosts go to Unassigned\n"
 	    "  move NAME GROUP                 put a host in a group (\"\" = Unassigned)\n"
 	    "  host-settings NAME JSON         a host's local settings, {\"app\": {\"key\": value}}\n"
@@ -66,7 +66,7 @@ usage(FILE *f)
 	    "  -c FILE     configuration (default: $CUSTOSCTL_CONF, ../etc/custosctl.conf\n"
 	    "              beside the binary, /etc/custos/custosctl.conf)\n"
 	    "  -o KEY=VAL  override: api.url, api.ca_file, api.user, api.password_file\n"
-	    "  --json      print the API's JSON instead of a table\n"
+	    "  --json      print the API's JSON instead of a table (errors too)\n"
 	    "Exit status: 0 ok, 1 the server refused or failed, 2 usage.\n");
 }
 
@@ -87,6 +87,8 @@ ctl_call(struct ctl *c, const char *method, const char *path, json_t *body)
 	json_t *j = json_loads(resp, 0, &jerr);
 	if (status >= 300 || j == NULL) {
 		const char *msg = json_string_value(json_object_get(j, "error"));
+		if (c->json && json_is_object(j))
+			ctl_print_json(j);      /* scripts get the error as JSON too */
 		fprintf(stderr, "custosctl: %s %s: HTTP %d: %s\n", method, path, status,
 		    msg ? msg : (j ? "error" : resp));
 		free(resp);
@@ -114,8 +116,8 @@ ctl_print_json(json_t *j)
 	free(s);
 }
 
-void
-ctl_fmt_age(int64_t t, char *out, size_t len)
+static void
+fmt_age(int64_t t, char *out, size_t len)
 {
 	if (t <= 0) {
 		str_copy(out, "never", len);
@@ -160,7 +162,7 @@ av_text(json_t *host, char *db, size_t dblen, char *rtp, size_t rtplen)
 		str_copy(rtp, "-", rtplen);
 		return;
 	}
-	ctl_fmt_age(json_integer_value(json_object_get(av, "db_time")), db, dblen);
+	fmt_age(json_integer_value(json_object_get(av, "db_time")), db, dblen);
 	str_copy(rtp, json_is_true(json_object_get(av, "rtp")) ? "on" : "off", rtplen);
 }
 
@@ -174,7 +176,7 @@ ctl_print_hosts(json_t *hosts)
 	json_array_foreach(hosts, i, h) {
 		char seen[32], db[32], rtp[8], reasons[1024];
 		const char *group = json_string_value(json_object_get(h, "group"));
-		ctl_fmt_age(json_integer_value(json_object_get(h, "last_seen")), seen, sizeof(seen));
+		fmt_age(json_integer_value(json_object_get(h, "last_seen")), seen, sizeof(seen));
 		av_text(h, db, sizeof(db), rtp, sizeof(rtp));
 		reasons_text(json_object_get(h, "reasons"), reasons, sizeof(reasons));
 		printf("%-24s %-9s %-20s %-10s %-10s %-4s %s\n", json_string_value(json_object_get(h, "name")),
@@ -264,7 +266,7 @@ cmd_host(struct ctl *c, const char *name)
 		return 0;
 	}
 	char seen[32], db[32], rtp[8], reasons[1024];
-	ctl_fmt_age(json_integer_value(json_object_get(j, "last_seen")), seen, sizeof(seen));
+	fmt_age(json_integer_value(json_object_get(j, "last_seen")), seen, sizeof(seen));
 	av_text(j, db, sizeof(db), rtp, sizeof(rtp));
 	reasons_text(json_object_get(j, "reasons"), reasons, sizeof(reasons));
 	printf("name:        %s\n", json_string_value(json_object_get(j, "name")));
@@ -280,8 +282,8 @@ cmd_host(struct ctl *c, const char *name)
 	return 0;
 }
 
-int
-ctl_simple(struct ctl *c, const char *method, const char *path)
+static int
+cmd_simple(struct ctl *c, const char *method, const char *path)
 {
 	json_t *j = ctl_call(c, method, path, NULL);
 	if (j == NULL)
@@ -400,7 +402,7 @@ cmd_token(struct ctl *c, int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "delete") == 0) {
 		char path[256];
 		ctl_object_path(path, sizeof(path), "tokens", argv[2], "");
-		return ctl_simple(c, "DELETE", path);
+		return cmd_simple(c, "DELETE", path);
 	}
 	fprintf(stderr, "custosctl: token list | token create NAME [--days N] [--max-uses N] | token delete NAME\n");
 	return 2;
@@ -505,11 +507,11 @@ main(int argc, char **argv)
 	else if (strcmp(cmd, "host") == 0 && nargs == 2)
 		rc = cmd_host(&c, args[1]);
 	else if (strcmp(cmd, "status") == 0 && nargs == 1)
-		rc = ctl_simple(&c, "GET", "/api/v1/status");
+		rc = cmd_simple(&c, "GET", "/api/v1/status");
 	else if (strcmp(cmd, "wake") == 0 && nargs == 2) {
 		char path[512];
 		ctl_object_path(path, sizeof(path), "hosts", args[1], "/wake");
-		rc = ctl_simple(&c, "POST", path);
+		rc = cmd_simple(&c, "POST", path);
 	} else if (strcmp(cmd, "events") == 0)
 		rc = cmd_events(&c, nargs, args);
 	else if (strcmp(cmd, "token") == 0)

@@ -158,6 +158,53 @@ cmd_host_settings(struct ctl *c, const char *host, const char *text)
 	return 0;
 }
 
+/* {application: {key: value}} as indented lines. */
+static void
+print_apps(json_t *apps)
+{
+	const char *app, *key;
+	json_t *settings, *v;
+	json_object_foreach(apps, app, settings) {
+		printf("  %s:\n", app);
+		json_object_foreach(settings, key, v) {
+			char text[1024];
+			value_text(v, text, sizeof(text));
+			printf("    %-30s %s\n", key, text);
+		}
+	}
+}
+
+static int
+cmd_host_policy(struct ctl *c, const char *host)
+{
+	json_t *j = call_object(c, "GET", "hosts", host, "/policy", NULL);
+	if (j == NULL || c->json)
+		return done(c, j, "");
+	json_t *doc = json_object_get(j, "document");
+	json_int_t version = json_integer_value(json_object_get(j, "version"));
+	json_int_t applied = json_integer_value(json_object_get(j, "applied_version"));
+	printf("host:        %s (group %s)\n", str_or(j, "host", host), str_or(j, "group", "Unassigned"));
+	printf("version:     %lld; the agent applied %lld%s\n", (long long)version, (long long)applied,
+	    applied == version ? "" : " (not yet up to date)");
+	printf("hash:        %s\n", str_or(j, "hash", "-"));
+	printf("settings:\n");
+	print_apps(json_object_get(doc, "applications"));
+	if (json_object_size(json_object_get(doc, "mobile")) > 0) {
+		printf("mobile (after %lld s without the server):\n",
+		    (long long)json_integer_value(json_object_get(doc, "mobile_after")));
+		print_apps(json_object_get(doc, "mobile"));
+	}
+	json_t *errors = json_object_get(j, "errors"), *e;
+	size_t i;
+	if (json_array_size(errors) > 0)
+		printf("not applied by the agent:\n");
+	json_array_foreach(errors, i, e)
+		printf("  %s.%s: %s\n", str_or(e, "application", "?"), str_or(e, "key", "?"),
+		    str_or(e, "message", ""));
+	json_decref(j);
+	return 0;
+}
+
 /* ---- policies ---- */
 
 static int
@@ -528,11 +575,8 @@ ctl_mgmt_command(struct ctl *c, int argc, char **argv)
 		return cmd_move(c, argv[1], argv[2]);
 	if (strcmp(cmd, "host-settings") == 0 && argc == 3)
 		return cmd_host_settings(c, argv[1], argv[2]);
-	if (strcmp(cmd, "host-policy") == 0 && argc == 2) {
-		char path[2048];
-		ctl_object_path(path, sizeof(path), "hosts", argv[1], "/policy");
-		return ctl_simple(c, "GET", path);
-	}
+	if (strcmp(cmd, "host-policy") == 0 && argc == 2)
+		return cmd_host_policy(c, argv[1]);
 	if (strcmp(cmd, "policies") == 0)
 		return cmd_policies(c, argc, argv);
 	if (strcmp(cmd, "policy") == 0)

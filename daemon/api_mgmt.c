@@ -173,7 +173,7 @@ op_succeed(struct op *o)
 	case REPLY_GROUP:
 		/* the canonical path: the request may have had stray slashes */
 		g = groups_find_path(mgmt_groups(m), o->name);
-		if (g && groups_path(mgmt_groups(m), g->id, path, sizeof(path)) == 0)
+		if (g && groups_path(mgmt_groups(m), g->id, path, sizeof(path)) >= 0)
 			j = json_find(mgmt_groups_json(m), "path", path);
 		break;
 	case REPLY_DELETED:
@@ -258,9 +258,9 @@ model_missing(struct evhttp_request *req)
 
 /* ---- query strings ---- */
 
-/* Parses the query into q (the caller clears it) and checks that every
- * parameter is one of allowed (NULL-terminated). Returns how many there
- * are, or -1 with the 400 reply sent. */
+/* Parses the query into q and checks that every parameter is one of
+ * allowed (NULL-terminated). Returns how many there are (the caller clears
+ * q), or -1 with the 400 reply sent and q cleared. */
 static int
 query_parse(struct evhttp_request *req, struct evkeyvalq *q, const char *const *allowed)
 {
@@ -269,6 +269,7 @@ query_parse(struct evhttp_request *req, struct evkeyvalq *q, const char *const *
 	if (qs == NULL || *qs == '\0')
 		return 0;
 	if (evhttp_parse_query_str(qs, q) < 0) {
+		evhttp_clear_headers(q);
 		api_error(req, 400, "malformed query string");
 		return -1;
 	}
@@ -288,6 +289,7 @@ query_parse(struct evhttp_request *req, struct evkeyvalq *q, const char *const *
 			}
 			api_error(req, 400, "unknown parameter \"%.64s\" (this path takes: %s)", kv->key,
 			    allowed[0] ? list : "none");
+			evhttp_clear_headers(q);
 			return -1;
 		}
 	}
@@ -374,7 +376,7 @@ ep_group_get(struct api *a, struct evhttp_request *req, const char *path, const 
 		return;
 	}
 	json_t *j = NULL;
-	if (groups_path(mgmt_groups(a->srv->mgmt), id, canon, sizeof(canon)) == 0)
+	if (groups_path(mgmt_groups(a->srv->mgmt), id, canon, sizeof(canon)) >= 0)
 		j = json_find(mgmt_groups_json(a->srv->mgmt), "path", canon);
 	if (j == NULL)
 		api_error(req, 500, "group \"%.300s\" vanished", path);

@@ -70,6 +70,20 @@ struct counts {
 	json_int_t total, st[3];
 };
 
+struct gcount {
+	uint64_t id;
+	struct counts c;
+};
+
+static int
+gcount_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct gcount *)a)->id, y = ((const struct gcount *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+/* Host counts per group (a group counts the hosts of its subtree): each host
+ * adds itself along its chain, so the cost is hosts x depth x log(groups). */
 json_t *
 mgmt_groups_json(const struct mgmt *mg)
 {
@@ -79,21 +93,35 @@ mgmt_groups_json(const struct mgmt *mg)
 	size_t ng, nh;
 	const struct group **gs = groups_list(mg->m->groups, &ng);
 	struct host **hosts = registry_hosts(mg->srv->reg, &nh);
-	for (size_t i = 0; gs && i < ng; i++) {
-		struct counts c = { 0, { 0, 0, 0 } };
-		for (size_t k = 0; hosts && k < nh; k++)
-			if (hosts[k]->group_id && groups_in_subtree(mg->m->groups, hosts[k]->group_id, gs[i]->id)) {
-				c.total++;
-				c.st[hosts[k]->st.status]++;
+	struct gcount *cnt = calloc(ng + 1, sizeof(*cnt));
+	for (size_t i = 0; gs && cnt && i < ng; i++)
+		cnt[i].id = gs[i]->id;
+	if (cnt)
+		qsort(cnt, ng, sizeof(*cnt), gcount_cmp);
+	for (size_t k = 0; hosts && cnt && k < nh; k++) {
+		uint64_t chain[GROUP_DEPTH_MAX];
+		int depth = groups_chain(mg->m->groups, hosts[k]->group_id, chain);
+		for (int d = 0; d < depth; d++) {
+			struct gcount key = { .id = chain[d] };
+			struct gcount *g = bsearch(&key, cnt, ng, sizeof(*cnt), gcount_cmp);
+			if (g) {
+				g->c.total++;
+				g->c.st[hosts[k]->st.status]++;
 			}
+		}
+	}
+	for (size_t i = 0; gs && cnt && i < ng; i++) {
+		struct gcount key = { .id = gs[i]->id };
+		const struct gcount *g = bsearch(&key, cnt, ng, sizeof(*cnt), gcount_cmp);
 		char path[GROUP_PATH_MAX], parent[GROUP_PATH_MAX];
 		groups_path(mg->m->groups, gs[i]->id, path, sizeof(path));
 		groups_path(mg->m->groups, gs[i]->parent_id, parent, sizeof(parent));
 		json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I}}",
 		    "id", (json_int_t)gs[i]->id, "name", gs[i]->name, "path", path, "parent", parent,
-		    "source", gs[i]->source, "hosts", "total", c.total, "ok", c.st[0], "warning", c.st[1],
-		    "critical", c.st[2]));
+		    "source", gs[i]->source, "hosts", "total", g->c.total, "ok", g->c.st[0],
+		    "warning", g->c.st[1], "critical", g->c.st[2]));
 	}
+	free(cnt);
 	free(gs);
 	free(hosts);
 	return arr;
@@ -578,6 +606,14 @@ mgmt_selection_delete(struct mgmt *mg, const char *name, mgmt_done_fn done, void
 		if (strcmp(mg->m->sels[i].source, "config") == 0) {
 			owned_error(mg, "selection", name, err, errlen);
 			return -1;
+		}
+		for (size_t k = 0; k < mg->m->ntasks; k++) {
+			const char *used = json_string_value(json_object_get(mg->m->tasks[k].scope, "selection"));
+			if (used && strcmp(used, name) == 0) {
+				str_fmt(err, errlen, "selection \"%s\" is the scope of task \"%s\"; change or delete "
+				    "the task first", name, mg->m->tasks[k].name);
+				return -1;
+			}
 		}
 		return submit(mg, json_pack("{s:s, s:s}", "op", "selection_delete", "name", name),
 		    done, arg, 0, err, errlen);
