@@ -226,6 +226,16 @@ handle_message(struct agent *a, json_t *msg)
 		if (next > 0)
 			a->sync_interval = next;
 		policy_apply_contact(a);
+		/* a new document, or the one in effect sent again? */
+		json_t *pol = json_object_get(msg, "policy");
+		bool fresh = false;
+		if (json_is_object(pol)) {
+			json_t *rep = policy_apply_report(a);
+			const char *had = json_string_value(json_object_get(rep, "hash"));
+			const char *got = json_string_value(json_object_get(pol, "hash"));
+			fresh = had == NULL || got == NULL || strcmp(had, got) != 0;
+			json_decref(rep);
+		}
 		handle_sync_changes(a, msg);
 		a->sync_interval = policy_apply_sync_interval(a, a->sync_interval);
 		const char *name = json_string_value(json_object_get(msg, "name"));
@@ -234,11 +244,19 @@ handle_message(struct agent *a, json_t *msg)
 		if (name && strcmp(name, a->name) != 0)
 			str_copy(a->name, name, sizeof(a->name));
 		schedule(a->sync_timer, a->sync_interval * 1000);
-		/* tell the server at once which policy version now applies (at
-		 * most every 10 s, so a document that keeps differing cannot loop) */
-		if (json_is_object(json_object_get(msg, "policy")) && now_s() - a->last_report >= 10) {
-			a->last_report = now_s();
-			agent_send_sync(a);
+		/* tell the server at once which policy version now applies: a
+		 * new document 1 s after the last such report at the earliest,
+		 * the same one sent again after 10 s (so it cannot loop). A
+		 * report that must wait goes with an earlier sync, never later
+		 * than the next regular one. */
+		if (json_is_object(pol)) {
+			int64_t due = (fresh ? 1 : 10) - (now_s() - a->last_report);
+			if (due <= 0) {
+				a->last_report = now_s();
+				agent_send_sync(a);
+			} else if (due < a->sync_interval) {
+				schedule(a->sync_timer, due * 1000);
+			}
 		}
 	} else if (strcmp(type, "ack") == 0) {
 		handle_ack(a, msg);

@@ -280,7 +280,8 @@ class Server:
     (everything in the file, so SIGHUP tests can edit it)."""
 
     def __init__(self, ctx, label="custosd", state_dir=None, database=None, listen_port=None,
-                 api_port=None, sync_interval=10, extra_conf="", handshake_timeout=10):
+                 api_port=None, sync_interval=10, extra_conf="", handshake_timeout=10,
+                 declare_dir=None):
         self.ctx = ctx
         self.label = label
         self.state = Path(state_dir) if state_dir else ctx.dir / (label + "-state")
@@ -289,6 +290,12 @@ class Server:
         self.api_port = api_port or ctx.port()
         self.sync_interval = sync_interval
         self.handshake_timeout = handshake_timeout
+        # etc/custos.d: always explicit (never the machine's /etc/custos);
+        # an empty directory unless the test declares something
+        if declare_dir is None:
+            declare_dir = ctx.dir / (label + "-custos.d")
+            declare_dir.mkdir(exist_ok=True)
+        self.declare_dir = Path(declare_dir)
         self.conf = ctx.dir / (label + ".conf")
         self.log = ctx.dir / (label + ".log")
         self.ctl_conf = ctx.dir / (label + "-ctl.conf")
@@ -304,6 +311,7 @@ server: {
   name = "custos";
   san = "localhost,127.0.0.1";
   migrations_dir = "%(migr)s";
+  declare_dir = "%(decl)s";
 };
 log: { level = "info"; target = "stderr"; };
 listen: {
@@ -323,8 +331,8 @@ database: {
 sync: { interval = %(sync)d; jitter = 0; };
 %(extra)s
 """ % dict(label=self.label, state=self.state, migr=ROOT / "db" / "migrations", lport=self.listen_port,
-           hs=self.handshake_timeout, aport=self.api_port, sock=m.socket, pw=m.password_file,
-           db=self.db, sync=self.sync_interval, extra=extra)
+           hs=self.handshake_timeout, aport=self.api_port, decl=self.declare_dir, sock=m.socket,
+           pw=m.password_file, db=self.db, sync=self.sync_interval, extra=extra)
 
     def write_conf(self, extra=""):
         self.conf.write_text(self.conf_text(extra))

@@ -17,9 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 import tests  # noqa: E402
 import test_snmp  # noqa: E402
+import test_mgmt  # noqa: E402
 
 # every module whose test_* functions are integration tests
-MODULES = (tests, test_snmp)
+MODULES = (tests, test_snmp, test_mgmt)
 
 TEST_TIME_LIMIT = 150  # seconds; a hung test fails instead of stalling the run
 KEEP = os.environ.get("CUSTOS_KEEP") == "1"  # keep every test's directory
