@@ -11,7 +11,9 @@
 
 #include "db.h"
 #include "listener.h"
+#include "groups.h"
 #include "log.h"
+#include "mgmt.h"
 #include "registry.h"
 #include "server.h"
 #include "status.h"
@@ -243,7 +245,8 @@ host_row(const struct host *h, struct fleet_host *r)
 	r->threats = h->sin.threats;
 	r->reasons = h->st.reasons;
 	r->critical = h->st.critical;
-	r->group = FLEET_UNASSIGNED;   /* groups do not exist yet */
+	/* group index = database group id + 1 (Unassigned, id 0, is 1) */
+	r->group = h->group_id < UINT32_MAX - 1 ? (uint32_t)h->group_id + 1 : FLEET_UNASSIGNED;
 	r->status = (uint8_t)h->st.status;
 	if (!h->sin.has_posture || !h->sin.av_installed)
 		r->rtp = FLEET_RTP_UNKNOWN;
@@ -305,17 +308,40 @@ count_row(struct fleet_snapshot *s, const struct fleet_host *r, int sign)
 		g->critical += d;
 }
 
-/* The administration groups; one until groups exist. */
 static int
-groups_init(struct fleet_snapshot *s)
+fgroup_cmp(const void *a, const void *b)
 {
-	s->groups_own = calloc(1, sizeof(*s->groups_own));
-	if (s->groups_own == NULL)
+	uint32_t x = ((const struct fleet_group *)a)->index, y = ((const struct fleet_group *)b)->index;
+	return x < y ? -1 : x > y;
+}
+
+/* The group rows: "Unassigned" (index 1) and every administration group
+ * (index = its database id + 1), sorted by index. Counted per direct group. */
+static int
+groups_init(struct fleet_snapshot *s, const struct server *srv)
+{
+	const struct group_tree *t = srv ? mgmt_groups(srv->mgmt) : NULL;
+	size_t n = 0;
+	const struct group **gs = t ? groups_list(t, &n) : NULL;
+	s->groups_own = calloc(n + 1, sizeof(*s->groups_own));
+	if (s->groups_own == NULL) {
+		free(gs);
 		return -1;
+	}
 	s->groups_own[0].index = FLEET_UNASSIGNED;
 	s->groups_own[0].parent = 0;
 	str_copy(s->groups_own[0].name, "Unassigned", sizeof(s->groups_own[0].name));
 	s->ngroups = 1;
+	for (size_t i = 0; gs && i < n; i++) {
+		if (gs[i]->id >= UINT32_MAX - 1)
+			continue;
+		struct fleet_group *g = &s->groups_own[s->ngroups++];
+		g->index = (uint32_t)gs[i]->id + 1;
+		g->parent = gs[i]->parent_id ? (uint32_t)gs[i]->parent_id + 1 : 0;
+		str_copy(g->name, gs[i]->name, sizeof(g->name));
+	}
+	free(gs);
+	qsort(s->groups_own, s->ngroups, sizeof(*s->groups_own), fgroup_cmp);
 	s->groups = s->groups_own;
 	return 0;
 }
@@ -352,7 +378,7 @@ build_full(struct fleet *f, const struct snap *old, int64_t now)
 	struct host **all = registry_hosts(srv->reg, &n);
 	struct snap *s = calloc(1, sizeof(*s));
 	struct idhost *ids = calloc(n + 1, sizeof(*ids));
-	if (s == NULL || ids == NULL || (n > 0 && all == NULL) || groups_init(&s->pub) < 0)
+	if (s == NULL || ids == NULL || (n > 0 && all == NULL) || groups_init(&s->pub, srv) < 0)
 		goto fail;
 	/* hosts not stored yet (or with an id beyond the MIB's Unsigned32
 	 * index) have no row and are not counted */
@@ -557,7 +583,7 @@ static struct snap *
 build_empty(void)
 {
 	struct snap *s = calloc(1, sizeof(*s));
-	if (s == NULL || groups_init(&s->pub) < 0) {
+	if (s == NULL || groups_init(&s->pub, NULL) < 0) {
 		free(s);
 		return NULL;
 	}

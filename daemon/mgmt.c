@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "db.h"
 #include "declare.h"
+#include "fleet.h"
 #include "groups.h"
 #include "listener.h"
 #include "log.h"
@@ -432,6 +433,7 @@ mgmt_host_changed(struct mgmt *mg, struct host *h)
 	str_copy(before, h->policy_hash, sizeof(before));
 	json_decref(host_policy(mg, h));
 	store_host_changed(mg->srv->store, h);
+	fleet_host_changed(mg->srv, h);
 	if (strcmp(before, h->policy_hash) != 0)
 		notify_host(mg, h);
 }
@@ -633,6 +635,7 @@ model_replace(struct mgmt *mg, struct model *m)
 	struct model *old = mg->m;
 	mg->m = m;
 	model_free(old);
+	fleet_mark_dirty(mg->srv); /* the SNMP group table follows the tree */
 	/* hosts in groups that are gone go to Unassigned; statuses follow the
 	 * thresholds; connected agents with a new document sync now */
 	size_t n;
