@@ -12,6 +12,9 @@ BUILD    ?= build
 CC       ?= cc
 PKGS     := openssl libevent libevent_openssl libevent_pthreads libmariadb libconfig jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# daemon/coa.c uses libfreeradius-radius; nac/compat holds the one header
+# Debian's libfreeradius-dev lacks for it (an empty automask.h)
+PKG_CFLAGS += -isystem nac/compat
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
@@ -19,7 +22,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
             -Wstrict-prototypes -Wmissing-prototypes -Wvla
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = $(CFLAGS) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-ALL_LDLIBS = $(LDLIBS) $(PKG_LIBS) -lnetsnmpagent -lnetsnmp -lpthread $(EXTRA_LDFLAGS)
+ALL_LDLIBS = -Wl,--as-needed $(LDLIBS) $(PKG_LIBS) -L/usr/lib/freeradius -Wl,-rpath,/usr/lib/freeradius \
+             -lfreeradius-radius -ltalloc -lnetsnmpagent -lnetsnmp -lpthread $(EXTRA_LDFLAGS)
 DEPFLAGS  = -MMD -MP
 
 LIB_SRC    := $(wildcard lib/*.c)
@@ -103,6 +107,7 @@ asan:
 test: deps
 	@$(MAKE) --no-print-directory all units
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory nac
 	@tests/run-all.sh
 
 run: deps all
@@ -122,3 +127,6 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The FreeRADIUS module (build/nac/rlm_custos.so) and its header overlay.
+include nac/Makefile.inc

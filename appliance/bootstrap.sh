@@ -13,7 +13,25 @@ PACKAGES=(
 	clamav clamav-daemon clamdscan
 	libsnmp-dev snmpd snmp snmptrapd smitools erlang-snmp
 	python3 iproute2 procps
+	freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev eapoltest dpkg-dev
 )
+
+# nac/overlay.sh runs `apt-get source freeradius`, which needs a deb-src
+# entry. Adds one as a separate file, mirroring debian.sources, only when the
+# system has none. Prints "added" when it wrote the file.
+ensure_deb_src() {
+	local src=/etc/apt/sources.list.d/debian.sources
+	local dst=/etc/apt/sources.list.d/custos-src.sources
+	if grep -qsE '^[[:space:]]*(deb-src[[:space:]]|Types:.*deb-src)' /etc/apt/sources.list \
+	    /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; then
+		return 0
+	fi
+	[ -r "$src" ] || { echo "bootstrap: no $src to derive a deb-src entry from; add one by hand" >&2; return 0; }
+	local S=""
+	[ "$(id -u)" -ne 0 ] && S="sudo"
+	sed -E 's/^Types:.*/Types: deb-src/' "$src" | $S tee "$dst" >/dev/null
+	echo added
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -21,7 +39,14 @@ for p in "${PACKAGES[@]}"; do
 		missing+=("$p")
 	fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+src_added=$(ensure_deb_src)
+if [ ${#missing[@]} -eq 0 ]; then
+	if [ -n "$src_added" ]; then
+		echo "bootstrap: added a deb-src entry; updating package lists"
+		if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+	fi
+	exit 0
+fi
 
 echo "bootstrap: installing ${missing[*]}"
 SUDO=""

@@ -21,6 +21,7 @@
 #include "frame.h"
 #include "log.h"
 #include "mgmt.h"
+#include "nac.h"
 #include "naming.h"
 #include "registry.h"
 #include "server.h"
@@ -124,6 +125,7 @@ enroll_done(void *arg, int rc, const char *err)
 		free(ca);
 		srv->stats.enrolls_ok++;
 		fleet_host_changed(srv, e->h);
+		nac_host_changed(srv, e->h);
 		if (!c->dead) {
 			c->closing = true;
 			if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -279,6 +281,7 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 		host_evaluate(h, mgmt_host_thresholds(srv, h), now);
 	store_host_changed(srv->store, h);
 	fleet_host_changed(srv, h);
+	nac_host_changed(srv, h);
 	srv->stats.syncs++;
 
 	long long interval = conf_int(srv->cfg, "sync.interval");

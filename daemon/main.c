@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "api.h"
+#include "coa.h"
 #include "conf.h"
 #include "config.h"
 #include "db.h"
@@ -19,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "mgmt.h"
+#include "nac.h"
 #include "registry.h"
 #include "server.h"
 #include "snmp.h"
@@ -109,7 +111,7 @@ check_semantics(const struct conf *cfg, char *err, size_t errlen)
 				return -1;
 			}
 	}
-	return 0;
+	return nac_check_config(cfg, err, errlen);
 }
 
 static struct conf *
@@ -169,7 +171,10 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	store_reload_config(srv->store);
 	if (srv->loaded && mgmt_reload(srv->mgmt, NULL, NULL, err, sizeof(err)) < 0)
 		log_warnx("main", "etc/custos.d refused; groups, policies and tasks stay as they were");
-	log_info("main", "configuration reloaded (listen.*, api.*, database.* and snmp.* apply at restart)");
+	if (srv->nac && nac_reload(srv->nac, err, sizeof(err)) < 0)
+		log_warnx("main", "nac: %s; the previous conditions and profiles stay", err);
+	log_info("main", "configuration reloaded (listen.*, api.*, database.*, snmp.* and "
+	    "nac.enabled / nac.socket apply at restart)");
 }
 
 static void
@@ -193,6 +198,15 @@ on_reeval(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	free(all);
+	nac_reevaluate(srv->nac, now);
+}
+
+/* nac.h's hook: a host's token got worse, tell its NAS (coa.h). */
+static void
+on_token_worsened(void *arg, const struct host *h, const struct nac_session *s,
+    const char *old_token, const char *new_token)
+{
+	coa_host_worsened(arg, h, s, old_token, new_token);
 }
 
 static int
@@ -338,6 +352,12 @@ main(int argc, char **argv)
 		if ((srv->snmp = snmp_start(srv, &sc, err, sizeof(err))) == NULL)
 			fatalx("main", "%s", err);
 	}
+	if (conf_bool(srv->cfg, "nac.enabled")) {
+		if ((srv->nac = nac_new(srv, err, sizeof(err))) == NULL ||
+		    (srv->coa = coa_new(srv, err, sizeof(err))) == NULL)
+			fatalx("main", "%s", err);
+		nac_set_worsened(srv->nac, on_token_worsened, srv->coa);
+	}
 
 	d.sig_term = evsignal_new(srv->base, SIGTERM, on_term, &d);
 	d.sig_int = evsignal_new(srv->base, SIGINT, on_term, &d);
@@ -359,6 +379,8 @@ main(int argc, char **argv)
 	db_stop(srv->db, 5000);
 	srv->db = NULL;
 	listener_stop(srv->lis);
+	nac_free(srv->nac);
+	coa_free(srv->coa);
 	wakeup_free(srv->wake);
 	store_free(srv->store);
 	mgmt_free(srv->mgmt);

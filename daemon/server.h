@@ -22,6 +22,8 @@ struct wakeup;
 struct fleet;
 struct mgmt;
 struct snmp;
+struct nac;
+struct coa;
 
 struct server_stats {
 	uint64_t conns_accepted, conns_rejected_limit, conns_failed_tls, conns_bad_frames;
@@ -44,6 +46,8 @@ struct server {
 	struct fleet *fleet;       /* snapshot for other threads (SNMP) */
 	struct snmp *snmp;         /* AgentX subagent; NULL when snmp.enabled is false */
 	struct mgmt *mgmt;        /* groups, policies, tasks (mgmt.h) */
+	struct nac *nac;          /* posture tokens and query socket; NULL when nac.enabled is false */
+	struct coa *coa;          /* RADIUS CoA / Disconnect sender; NULL when nac.enabled is false */
 	struct status_thresholds thr;
 	bool loaded;              /* registry loaded from the database at least once */
 	int64_t started;

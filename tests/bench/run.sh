@@ -288,4 +288,12 @@ EOF
 echo
 echo "=== policy engine (issue 3): effective settings, 100,000 hosts / 1,000 groups / 10,000 policies ==="
 "$BUILD/bench/policy_bench" || echo "policy_bench failed"
+
+echo
+echo "=== NAC decision time (issue 5): 100,000 hosts ==="
+"$BUILD/bench/nac_bench" || echo "nac_bench failed"
+
+echo
+echo "=== FreeRADIUS + rlm_custos vs. the files module (issue 5) ==="
+BUILD="$BUILD" tests/bench/radius_bench.sh || echo "radius_bench failed"
 exit 0

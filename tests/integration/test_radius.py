@@ -1,0 +1,728 @@
+"""Integration tests of issue 5 (NAC / NAP / CoA): a real FreeRADIUS 3.2 with
+rlm_custos (build/nac/rlm_custos.so, `make nac`) loaded from a configuration
+generated in the test's directory (a copy of /etc/freeradius/3.0 with the
+sample site and module of nac/freeradius/), a real custosd serving the NAC
+query socket, and real agents with different postures. Each agent runs in
+its own network namespace with its own MAC (a veth on a test bridge), so
+that MAB can tell them apart. The CoA target is a small NAS written here
+that checks every request's authenticators by hand.
+
+Each test_NAME(ctx) is one test; ctx is a harness.Ctx. Needs root (network
+namespaces), freeradius, freeradius-utils (radclient) and eapoltest."""
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from harness import ROOT, Agent, TestFailure, check, wait_until
+
+FR_BASE = Path("/etc/freeradius/3.0")
+NAC_BUILD = ROOT / "build" / "nac"
+SECRET = "custos-it-radius-secret"       # radclient / eapol_test <-> FreeRADIUS
+NAS_SECRET = "custos-it-coa-secret"      # custosd -> test NAS (CoA)
+MODULE_TIMEOUT = 0.1                     # rlm_custos timeout, seconds
+
+PROFILES = """
+  profiles = (
+    { token = "Healthy";    vlan = "100"; },
+    { token = "Checkup";    vlan = "100"; session_timeout = 3600; },
+    { token = "Quarantine"; vlan = "666"; filter_id = "quarantine";
+      url_redirect = "https://custos.example/remediate"; url_redirect_acl = "REDIRECT"; },
+    { token = "Infected";   reject = true; },
+    { token = "Unknown";    vlan = "999"; },
+    { token = "Transition"; vlan = "999"; session_timeout = 300; }
+  );
+"""
+
+VLAN = lambda v: ["Tunnel-Type = VLAN", "Tunnel-Medium-Type = IEEE-802",  # noqa: E731
+                  "Tunnel-Private-Group-Id = \"%s\"" % v]
+EXPECT = {
+    "Healthy": VLAN("100"),
+    "Checkup": VLAN("100") + ["Session-Timeout = 3600", "Termination-Action = RADIUS-Request"],
+    "Quarantine": VLAN("666") + ["Filter-Id = \"quarantine\"",
+                                 "Cisco-AVPair = \"url-redirect=https://custos.example/remediate\"",
+                                 "Cisco-AVPair = \"url-redirect-acl=REDIRECT\""],
+    "Unknown": VLAN("999"),
+}
+FALLBACK = VLAN("999") + ["Reply-Message = \"posture unavailable\""]
+
+
+def have_prerequisites():
+    for tool in ("freeradius", "radclient"):
+        check(shutil.which(tool) or os.access("/usr/sbin/" + tool, os.X_OK),
+              "%s not found (make deps installs freeradius and freeradius-utils)" % tool)
+    check((NAC_BUILD / "rlm_custos.so").exists(),
+          "%s is missing: run make nac" % (NAC_BUILD / "rlm_custos.so"))
+    check(os.geteuid() == 0, "these tests need root (network namespaces)")
+
+
+# ---- RADIUS by hand (RFC 2865, 2869 Message-Authenticator, 5176) ----
+
+def rattr(t, value):
+    return bytes([t, len(value) + 2]) + value
+
+
+def parse_attrs(data):
+    out, off = [], 0
+    while off + 2 <= len(data):
+        t, ln = data[off], data[off + 1]
+        if ln < 2 or off + ln > len(data):
+            raise TestFailure("malformed attribute at offset %d" % off)
+        out.append((t, data[off + 2:off + ln]))
+        off += ln
+    return out
+
+
+def md5(*parts):
+    return hashlib.md5(b"".join(parts)).digest()
+
+
+def hmac_md5(secret, data):
+    return hmac.new(secret.encode(), data, hashlib.md5).digest()
+
+
+def with_ma(code, ident, auth, attrs, secret, ma_auth=None):
+    """A packet with Message-Authenticator first; ma_auth: the authenticator
+    field while computing it (default: auth)."""
+    body = rattr(80, bytes(16)) + b"".join(attrs)
+    length = 20 + len(body)
+    head = struct.pack("!BBH", code, ident, length)
+    mac = hmac_md5(secret, head + (auth if ma_auth is None else ma_auth) + body)
+    return head, rattr(80, mac) + b"".join(attrs)
+
+
+class RadiusClient:
+    """Access-Requests with Message-Authenticator; verifies the answer."""
+
+    def __init__(self, port, secret=SECRET):
+        self.port = port
+        self.secret = secret
+        self.ident = random.randrange(256)
+
+    def request(self, attrs, timeout=5.0):
+        """(code, [(type, value)], seconds)"""
+        self.ident = (self.ident + 1) % 256
+        auth = os.urandom(16)
+        head, body = with_ma(1, self.ident, auth, attrs, self.secret)
+        pkt = head + auth + body
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            t0 = time.monotonic()
+            s.sendto(pkt, ("127.0.0.1", self.port))
+            try:
+                data, _ = s.recvfrom(4096)
+            except socket.timeout:
+                raise TestFailure("no answer from FreeRADIUS within %gs" % timeout)
+            took = time.monotonic() - t0
+        code, ident, length = struct.unpack("!BBH", data[:4])
+        check(ident == self.ident and length == len(data), "answer does not match the request")
+        check(md5(data[:4], auth, data[20:], self.secret.encode()) == data[4:20],
+              "bad Response Authenticator from FreeRADIUS")
+        return code, parse_attrs(data[20:]), took
+
+
+def mab_attrs(mac, nas_id="switch1", session="sess-1", soh=None):
+    a = [rattr(1, mac.encode()), rattr(2, bytes(16)), rattr(4, socket.inet_aton("127.0.0.1")),
+         rattr(5, struct.pack("!I", 7)), rattr(6, struct.pack("!I", 10)),
+         rattr(31, mac.encode()), rattr(32, nas_id.encode()), rattr(44, session.encode())]
+    if soh is not None:
+        for i in range(0, len(soh), 247):
+            a.append(rattr(26, struct.pack("!I", 311) + bytes([55, len(soh[i:i + 247]) + 2]) +
+                           soh[i:i + 247]))
+    return a
+
+
+class TestNas:
+    """A NAS's RFC 5176 server on loopback: checks the Request Authenticator
+    and the Message-Authenticator of each CoA / Disconnect request, records
+    it, and answers CoA-ACK / Disconnect-ACK (signed, Message-Authenticator
+    over the request's authenticator)."""
+
+    NAMES = {1: "User-Name", 4: "NAS-IP-Address", 6: "Service-Type", 31: "Calling-Station-Id",
+             32: "NAS-Identifier", 44: "Acct-Session-Id", 55: "Event-Timestamp", 80: "Message-Authenticator"}
+
+    def __init__(self, secret=NAS_SECRET):
+        self.secret = secret
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.problems = []
+        self.running = True
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                self.handle(data, peer)
+            except Exception as e:  # recorded, the test fails on it
+                self.problems.append("%s: %s" % (type(e).__name__, e))
+
+    def handle(self, data, peer):
+        code, ident, length = struct.unpack("!BBH", data[:4])
+        if length != len(data) or code not in (40, 43):
+            self.problems.append("unexpected datagram code %d length %d" % (code, length))
+            return
+        auth = data[4:20]
+        attrs = parse_attrs(data[20:])
+        zero = bytes(16)
+        auth_ok = md5(data[:4], zero, data[20:], self.secret.encode()) == auth
+        ma = [v for t, v in attrs if t == 80]
+        ma_ok = False
+        if len(ma) == 1:
+            blanked = data[20:].replace(ma[0], zero, 1)
+            ma_ok = hmac_md5(self.secret, data[:4] + zero + blanked) == ma[0]
+        rec = {"code": code, "auth_ok": auth_ok, "ma_ok": ma_ok, "ma_first": attrs[0][0] == 80,
+               "time": time.monotonic(), "cisco": []}
+        for t, v in attrs:
+            if t == 26 and v[:4] == struct.pack("!I", 9) and v[4] == 1:
+                rec["cisco"].append(v[6:].decode())
+            elif t == 4:
+                rec["NAS-IP-Address"] = socket.inet_ntoa(v)
+            elif t in self.NAMES and t not in (55, 80, 6):
+                rec[self.NAMES[t]] = v.decode(errors="replace")
+            elif t == 6:
+                rec["Service-Type"] = struct.unpack("!I", v)[0]
+        self.requests.append(rec)
+        # the answer: ACK with Message-Authenticator keyed on the request's authenticator
+        ack = 41 if code == 40 else 44
+        head, body = with_ma(ack, ident, auth, [], self.secret, ma_auth=auth)
+        resp_auth = md5(head, auth, body, self.secret.encode())
+        self.sock.sendto(head + resp_auth + body, peer)
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+
+
+# ---- network namespaces: one per agent, each with its own MAC ----
+
+class Net:
+    """A bridge with an address for custosd and one namespace per host with
+    a veth of a chosen MAC. Registered with the test's processes so that
+    teardown removes it after every process stopped."""
+
+    def __init__(self, ctx, n):
+        self.tag = "%04x" % random.randrange(0x10000)
+        self.subnet = 200 + random.randrange(50)
+        self.bridge = "cbr" + self.tag
+        self.server_ip = "10.231.%d.1" % self.subnet
+        self.hosts = []
+        self.done = False
+        self.pid = 0
+        self.argv = ["network namespaces %s" % self.tag]
+        ctx.procs.append(self)
+        self.ip("link", "add", self.bridge, "type", "bridge")
+        self.ip("addr", "add", self.server_ip + "/24", "dev", self.bridge)
+        self.ip("link", "set", self.bridge, "up")
+        for i in range(n):
+            ns = "cus%s-%d" % (self.tag, i)
+            mac = "02:c5:%02x:%02x:%02x:%02x" % (int(self.tag[:2], 16), int(self.tag[2:], 16), self.subnet, i + 1)
+            veth = "cv%s%d" % (self.tag, i)
+            self.ip("netns", "add", ns)
+            self.hosts.append({"ns": ns, "mac": mac, "ip": "10.231.%d.%d" % (self.subnet, 10 + i)})
+            self.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self.ip("link", "set", veth, "master", self.bridge, "up")
+            self.ip("-n", ns, "link", "set", "eth0", "address", mac)
+            self.ip("-n", ns, "addr", "add", self.hosts[-1]["ip"] + "/24", "dev", "eth0")
+            self.ip("-n", ns, "link", "set", "eth0", "up")
+            self.ip("-n", ns, "link", "set", "lo", "up")
+
+    @staticmethod
+    def ip(*args):
+        p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+        if p.returncode != 0:
+            raise TestFailure("ip %s: %s" % (" ".join(args), p.stderr.strip()))
+
+    def alive(self):
+        return not self.done
+
+    def stop(self, timeout=15):
+        self.done = True
+        for h in self.hosts:
+            subprocess.run(["ip", "netns", "del", h["ns"]], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
+        return True
+
+
+class NsAgent(Agent):
+    """custos-agent inside a host's namespace."""
+
+    def __init__(self, ctx, server, hostname, host, net, **kw):
+        super().__init__(ctx, server, hostname, **kw)
+        self.host = host
+        self.net = net
+
+    def argv(self, *args):
+        return ["ip", "netns", "exec", self.host["ns"]] + super().argv(*args)
+
+    def enroll(self, token, expect_ok=True, server_addr=None):
+        return super().enroll(token, expect_ok,
+                              server_addr or "%s:%d" % (self.net.server_ip, self.server.listen_port))
+
+
+# ---- custosd with NAC, FreeRADIUS with rlm_custos ----
+
+def nac_server(ctx, net=None, nas_port=None, extra=""):
+    """custosd with nac.enabled, its query socket in the test directory,
+    the test NAS (if any) as switch1, listening on the bridge when there
+    are namespaces."""
+    sock = ctx.dir / "nac.sock"
+    nas = ""
+    if nas_port:
+        secret = ctx.dir / "nas-switch1.secret"
+        secret.write_text(NAS_SECRET + "\n")
+        os.chmod(secret, 0o600)
+        nas = """  nas = ( { name = "switch1"; address = "127.0.0.1"; vendor = "cisco"; method = "coa";
+            secret_file = "%s"; coa_port = %d; retries = 3; retry_interval_ms = 500; } );
+""" % (secret, nas_port)
+    else:
+        nas = """  nas = ( { name = "switch1"; address = "127.0.0.1"; vendor = "cisco"; } );\n"""
+    conf = "nac: {\n  enabled = true;\n  socket = \"%s\";\n  socket_group = \"\";\n%s%s%s};\n" % (
+        sock, PROFILES, nas, extra)
+    srv = ctx.server(extra_conf=conf)
+    if net is not None:
+        text = srv.conf.read_text()
+        old = 'address = "127.0.0.1";\n  port = %d;' % srv.listen_port
+        check(old in text, "harness config layout changed: cannot move the agent port to the bridge")
+        srv.conf.write_text(text.replace(old, 'address = "%s";\n  port = %d;' % (net.server_ip, srv.listen_port)))
+    srv.nac_socket = sock
+    return srv
+
+
+def nac_query(sock_path, req, timeout=2.0):
+    """One request on custosd's query socket; the reply object."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)
+
+
+def wait_token(srv, mac, token, timeout=30):
+    def probe():
+        try:
+            r = nac_query(srv.nac_socket, {"mac": mac, "nas_ip": "127.0.0.1", "phase": "authorize"})
+        except (OSError, ValueError):
+            return None
+        return r if r.get("token") == token else None
+    return wait_until(probe, timeout, "custosd to give %s the token %s" % (mac, token), interval=0.3)
+
+
+class FreeRadius:
+    """A private FreeRADIUS: /etc/freeradius/3.0 copied, libdir with
+    build/nac, the sample custos site on a loopback high port, clients that
+    must sign their requests."""
+
+    def __init__(self, ctx, nac_socket, label="radius", fail_closed=False, timeout=MODULE_TIMEOUT,
+                 users="", soh=False, bench_files=None):
+        self.ctx = ctx
+        self.dir = ctx.dir / label
+        self.raddb = self.dir / "raddb"
+        self.log = ctx.dir / (label + ".log")
+        self.port = ctx.port()
+        self.files_port = ctx.port() if bench_files is not None else None
+        self.proc = None
+        shutil.copytree(FR_BASE, self.raddb, symlinks=True)
+        for d in ("log", "run"):
+            (self.dir / d).mkdir()
+        conf = (self.raddb / "radiusd.conf").read_text()
+        subs = [(r"(?m)^raddbdir = .*$", "raddbdir = %s" % self.raddb),
+                (r"(?m)^logdir = .*$", "logdir = %s" % (self.dir / "log")),
+                (r"(?m)^run_dir = .*$", "run_dir = %s" % (self.dir / "run")),
+                (r"(?m)^libdir = .*$", "libdir = %s:/usr/lib/freeradius" % NAC_BUILD),
+                (r"(?m)^(\s*)(user|group) = freerad$", r"\1#\2 = freerad"),
+                (r"(?m)^(\s*)reject_delay = .*$", r"\1reject_delay = 0"),
+                (r"(?m)^(\s*)auth = no$", r"\1auth = yes")]
+        for pat, rep in subs:
+            conf, n = re.subn(pat, rep, conf)
+            check(n >= 1, "radiusd.conf of this FreeRADIUS has no line matching %s" % pat)
+        (self.raddb / "radiusd.conf").write_text(conf)
+        (self.raddb / "clients.conf").write_text(
+            "client localhost {\n\tipaddr = 127.0.0.1\n\tsecret = %s\n"
+            "\trequire_message_authenticator = yes\n\tnas_type = other\n}\n" % SECRET)
+        # sites: the sample custos site (and inner-tunnel for PEAP) only
+        for p in (self.raddb / "sites-enabled").iterdir():
+            p.unlink()
+        site = (ROOT / "nac" / "freeradius" / "sites-available" / "custos").read_text()
+        site = site.replace("\tipaddr = *\n\tport = 0\n", "\tipaddr = 127.0.0.1\n\tport = %d\n" % self.port)
+        check(("port = %d" % self.port) in site, "sample site has no listen section to adapt")
+        if fail_closed:
+            check("\t\t#reject\n" in site, "sample site has no fail-closed line")
+            site = site.replace("\t\t#reject\n", "\t\treject\n")
+        (self.raddb / "sites-available" / "custos").write_text(site)
+        (self.raddb / "sites-enabled" / "custos").symlink_to("../sites-available/custos")
+        inner = (self.raddb / "sites-available" / "inner-tunnel").read_text()
+        inner = inner.replace("port = 18120", "port = %d" % ctx.port())
+        (self.raddb / "sites-available" / "inner-tunnel").write_text(inner)
+        (self.raddb / "sites-enabled" / "inner-tunnel").symlink_to("../sites-available/inner-tunnel")
+        # the module
+        mod = (ROOT / "nac" / "freeradius" / "mods-available" / "custos").read_text()
+        mod = re.sub(r"(?m)^\tsocket = .*$", "\tsocket = %s" % nac_socket, mod)
+        mod = re.sub(r"(?m)^\ttimeout = .*$", "\ttimeout = %g" % timeout, mod)
+        (self.raddb / "mods-available" / "custos").write_text(mod)
+        (self.raddb / "mods-enabled" / "custos").symlink_to("../mods-available/custos")
+        if soh:
+            eap = (self.raddb / "mods-available" / "eap").read_text()
+            eap, n = re.subn(r"(?m)^\t#\tsoh = yes$", "\t\tsoh = yes", eap)
+            check(n == 1, "eap module has no soh line")
+            eap, n = re.subn(r"(?m)^\t#\tsoh_virtual_server = .*$", "\t\tsoh_virtual_server = \"custos-soh\"", eap)
+            check(n == 1, "eap module has no soh_virtual_server line")
+            (self.raddb / "mods-available" / "eap").write_text(eap)
+        if users:
+            authorize = self.raddb / "mods-config" / "files" / "authorize"
+            authorize.write_text(users + "\n" + authorize.read_text())
+        if bench_files is not None:
+            self.add_files_site(bench_files)
+
+    def add_files_site(self, entries):
+        """A second site answering MAB from the files module alone (benchmark)."""
+        (self.raddb / "mods-config" / "files" / "mab").write_text(entries)
+        (self.raddb / "mods-available" / "files_mab").write_text(
+            "files files_mab {\n\tmoddir = ${modconfdir}/files\n\tkey = \"%{%{Stripped-User-Name}:-%{User-Name}}\"\n"
+            "\tfilename = ${moddir}/mab\n}\n")
+        (self.raddb / "mods-enabled" / "files_mab").symlink_to("../mods-available/files_mab")
+        (self.raddb / "sites-enabled" / "files").write_text("""server files {
+listen {
+	type = auth
+	ipaddr = 127.0.0.1
+	port = %d
+}
+authorize {
+	filter_username
+	preprocess
+	files_mab
+	update control {
+		&Auth-Type := Accept
+	}
+}
+authenticate {
+}
+post-auth {
+}
+}
+""" % self.files_port)
+
+    def check_config(self):
+        return self.ctx.run(["freeradius", "-XC", "-d", self.raddb], timeout=60, expect_rc=None)
+
+    def start(self, timeout=30, debug=False):
+        argv = ["freeradius", "-f", "-d", self.raddb, "-l", "stdout"] + (["-xx"] if debug else [])
+        self.proc = self.ctx.spawn(argv, self.log)
+
+        def ready():
+            if not self.proc.alive():
+                raise TestFailure("freeradius exited with %s; log: %s" % (
+                    self.proc.p.returncode, self.log.read_text(errors="replace")[-3000:]))
+            return "Ready to process requests" in self.log.read_text(errors="replace")
+        wait_until(ready, timeout, "FreeRADIUS to start", interval=0.1)
+        return self
+
+    def radclient(self, attrs, port=None):
+        """radclient with these "Name = value" lines (+ Message-Authenticator);
+        returns (packet type, reply attribute lines)."""
+        req = self.ctx.dir / ("radclient-%d.txt" % random.randrange(1 << 30))
+        req.write_text("\n".join(list(attrs) + ["Message-Authenticator = 0x00"]) + "\n")
+        rc, out, err = self.ctx.run(["radclient", "-x", "-r", "1", "-t", "3", "-f", req,
+                                     "127.0.0.1:%d" % (port or self.port), "auth", SECRET],
+                                    timeout=30, expect_rc=None)
+        m = re.search(r"Received (Access-\w+) Id \d+ .*?\n((?:\t.*\n?)*)", out)
+        if not m:
+            raise TestFailure("radclient got no answer (exit %d): %s" % (rc, (out + err)[-1500:]))
+        lines = []
+        for line in m.group(2).splitlines():
+            line = re.sub(r"^(\S+?):0 = ", r"\1 = ", line.strip())
+            if line and not line.startswith("Message-Authenticator"):
+                lines.append(line)
+        return m.group(1), lines
+
+
+def mab(fr, mac, session="sess-1", extra=()):
+    return fr.radclient(['User-Name = "%s"' % mac, 'User-Password = "%s"' % mac,
+                         'Calling-Station-Id = "%s"' % mac, "Service-Type = Call-Check",
+                         "NAS-IP-Address = 127.0.0.1", 'NAS-Identifier = "switch1"', "NAS-Port = 7",
+                         'Acct-Session-Id = "%s"' % session, *extra])
+
+
+def check_profile(fr, mac, token, session="sess-1", extra=()):
+    code, attrs = mab(fr, mac, session, extra)
+    if token == "Infected":
+        check(code == "Access-Reject", "%s (Infected) got %s %s, not Access-Reject" % (mac, code, attrs))
+        return attrs
+    check(code == "Access-Accept", "%s (%s) got %s %s" % (mac, token, code, attrs))
+    check(sorted(attrs) == sorted(EXPECT[token]),
+          "%s (%s): reply %s, expected exactly %s" % (mac, token, attrs, EXPECT[token]))
+    return attrs
+
+
+# ---- MS-SOH messages ([MS-SOH] 2.2; health classes of [MS-WSH]) ----
+
+def soh_message(status, machine="ws1.example.com"):
+    """[7][len][0x137][1][len] SoHReportEntries: the system entry with the
+    machine name, then the Windows Security Health Agent's five classes
+    (firewall, anti-virus, anti-spyware, auto-updates, security updates)."""
+    def tlv(t, v):
+        return struct.pack("!HH", t, len(v)) + v
+    name = machine.encode()
+    e = tlv(2, struct.pack("!I", 0x00013700))
+    e += tlv(7, struct.pack("!I", 0x137) + bytes([5]) + struct.pack("!H", len(name)) + name + bytes([3, 0x10]))
+    e += tlv(2, struct.pack("!I", 0x00013780))
+    for cls, st in enumerate(status):
+        e += tlv(8, bytes([cls])) + tlv(0x8000 | 11, struct.pack("!I", st))
+    inner = struct.pack("!I", 0x137) + struct.pack("!HH", 1, len(e)) + e
+    return struct.pack("!HH", 7, len(inner)) + inner
+
+
+SOH_HEALTHY = [0x5, 0x7, 0x7, 0x4, 0x00ff0005]       # all on, up to date
+SOH_AV_OFF = [0x5, 0x6, 0x7, 0x4, 0x00ff0005]        # anti-virus disabled
+
+
+# ---- tests ----
+
+def test_radius_module_loads(ctx):
+    """Version lock: the installed FreeRADIUS loads the module built against
+    its own headers, with the sample module and site configuration."""
+    have_prerequisites()
+    fr = FreeRadius(ctx, ctx.dir / "nac.sock")
+    rc, out, err = fr.check_config()
+    text = out + err
+    check(rc == 0, "freeradius -XC failed (exit %d): %s" % (rc, text[-3000:]))
+    check(re.search(r"Loaded module rlm_custos", text) is not None,
+          "freeradius -XC did not load rlm_custos: %s" % text[-2000:])
+    check("Configuration appears to be OK" in text, "freeradius -XC: %s" % text[-1500:])
+    installed = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "freeradius"],
+                               capture_output=True, text=True).stdout.strip()
+    overlay = (NAC_BUILD / "overlay" / "VERSION").read_text().strip()
+    check(installed == overlay, "module built for freeradius %s, installed is %s: run make nac" % (
+        overlay, installed))
+    # a bad module setting is refused by the module itself
+    mod = fr.raddb / "mods-available" / "custos"
+    mod.write_text(re.sub(r"(?m)^\ttimeout = .*$", "\ttimeout = 0.0001", mod.read_text()))
+    rc, out, err = fr.check_config()
+    check(rc != 0 and "timeout must be between" in out + err,
+          "a 0.1 ms timeout was accepted (exit %d): %s" % (rc, (out + err)[-800:]))
+
+
+def test_radius_mab_profiles(ctx):
+    """MAB for a Healthy, a Checkup, a Quarantine, an Infected and an unknown
+    MAC: each gets its profile's exact attributes (or Access-Reject)."""
+    have_prerequisites()
+    net = Net(ctx, 4)
+    srv = nac_server(ctx, net=net).start()
+    token = srv.token_create("nac", max_uses=0)
+    healthy, checkup, quarantine, infected = net.hosts
+    agents = {
+        "Healthy": NsAgent(ctx, srv, "nac-healthy", healthy, net, db_age_days=0, rtp=True),
+        "Checkup": NsAgent(ctx, srv, "nac-checkup", checkup, net, db_age_days=2, rtp=True),
+        "Quarantine": NsAgent(ctx, srv, "nac-quarantine", quarantine, net, db_age_days=0, rtp=False),
+        "Infected": NsAgent(ctx, srv, "nac-infected", infected, net, db_age_days=0, rtp=True),
+    }
+    for a in agents.values():
+        a.enroll(token)
+    agents["Infected"].event("EICAR found", severity="critical", kind="threat_found")
+    for a in agents.values():
+        a.start()
+    for tok, a in agents.items():
+        wait_token(srv, a.host["mac"], tok)
+    fr = FreeRadius(ctx, srv.nac_socket).start()
+    for tok, a in agents.items():
+        # MACs in the notations switches use
+        mac = a.host["mac"]
+        check_profile(fr, mac, tok)
+        check_profile(fr, mac.upper().replace(":", "-"), tok)
+    check_profile(fr, "02-00-5e-00-53-99", "Unknown")
+    # the reply also names the token for unlang; and the daemon saw the NAS
+    check(srv.alive(), "custosd died")
+
+
+def test_radius_daemon_down_fallback(ctx):
+    """custosd stopped or hung: the module answers within its timeout and the
+    site's fallback applies (fail-open: the Unknown VLAN; fail-closed:
+    Access-Reject)."""
+    have_prerequisites()
+    srv = nac_server(ctx).start()
+    fr = FreeRadius(ctx, srv.nac_socket).start()
+    closed = FreeRadius(ctx, srv.nac_socket, label="radius-closed", fail_closed=True).start()
+    client, client_closed = RadiusClient(fr.port), RadiusClient(closed.port)
+    mac = "02-00-5e-00-53-01"
+    code, attrs, took = client.request(mab_attrs(mac))
+    check(code == 2, "custosd up: expected Access-Accept, got code %d" % code)
+
+    # hung: connections are accepted by the kernel but never answered
+    os_pid = srv.proc.pid
+    os.kill(os_pid, 19)  # SIGSTOP
+    try:
+        worst = 0.0
+        for i in range(5):
+            code, attrs, took = client.request(mab_attrs(mac, session="hung-%d" % i))
+            worst = max(worst, took)
+            check(code == 2, "custosd hung, fail-open: expected Access-Accept, got %d" % code)
+            vlans = [v for t, v in attrs if t == 81]
+            check(vlans and vlans[0][-3:] == b"999", "fail-open without the fallback VLAN: %r" % attrs)
+        check(worst < MODULE_TIMEOUT + 0.4, "custosd hung: an answer took %.3fs (timeout %.1fs)" % (
+            worst, MODULE_TIMEOUT))
+        code, attrs, took = client_closed.request(mab_attrs(mac, session="hung-closed"))
+        check(code == 3, "custosd hung, fail-closed: expected Access-Reject, got %d" % code)
+        check(took < MODULE_TIMEOUT + 0.4, "fail-closed answer took %.3fs" % took)
+    finally:
+        os.kill(os_pid, 18)  # SIGCONT
+
+    # stopped: nothing listens any more
+    srv.stop()
+    worst = 0.0
+    for i in range(5):
+        code, attrs, took = client.request(mab_attrs(mac, session="down-%d" % i))
+        worst = max(worst, took)
+        check(code == 2, "custosd stopped, fail-open: got code %d" % code)
+    check(worst < MODULE_TIMEOUT + 0.4, "custosd stopped: an answer took %.3fs" % worst)
+    kind, lines = mab(fr, mac)
+    check(kind == "Access-Accept" and sorted(lines) == sorted(FALLBACK),
+          "fail-open reply %s %s, expected %s" % (kind, lines, FALLBACK))
+    kind, lines = mab(closed, mac)
+    check(kind == "Access-Reject", "fail-closed with custosd stopped: %s" % kind)
+
+    # back: the pool reconnects by itself
+    srv.start()
+    check_profile(fr, mac, "Unknown")
+    check(fr.proc.alive() and closed.proc.alive(), "FreeRADIUS died")
+
+
+def test_radius_soh_tokens(ctx):
+    """Crafted MS-Quarantine-SOH values: healthy, anti-virus off, truncated,
+    garbage -> Healthy, Quarantine, Unknown, Unknown (unknown MACs, so the
+    Statement of Health alone decides), with MS-Quarantine-State."""
+    have_prerequisites()
+    srv = nac_server(ctx).start()
+    fr = FreeRadius(ctx, srv.nac_socket).start()
+    healthy = soh_message(SOH_HEALTHY)
+    cases = [
+        ("healthy", healthy, "Healthy"),
+        ("anti-virus off", soh_message(SOH_AV_OFF), "Quarantine"),
+        ("truncated", healthy[:len(healthy) - 7], "Unknown"),
+        ("garbage", bytes(random.randrange(256) for _ in range(97)), "Unknown"),
+    ]
+    for i, (what, soh, token) in enumerate(cases):
+        mac = "02-00-5e-00-54-%02x" % i
+        code, lines = mab(fr, mac, extra=["MS-Quarantine-SOH = 0x%s" % soh.hex()])
+        r = nac_query(srv.nac_socket, {"mac": mac, "soh": soh.hex(), "phase": "authorize",
+                                       "nas_ip": "127.0.0.1"})
+        check(r.get("token") == token, "SoH %s: custosd says %r, expected %s" % (what, r, token))
+        profile = [l for l in lines if not l.startswith("MS-")]
+        check(code == "Access-Accept" and sorted(profile) == sorted(EXPECT[token]),
+              "SoH %s: %s %s, expected the %s profile %s" % (what, code, lines, token, EXPECT[token]))
+        check(any(l.startswith("MS-Quarantine-State = ") for l in lines),
+              "SoH %s: no MS-Quarantine-State in %s" % (what, lines))
+    check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died on a crafted SoH")
+
+
+def test_radius_peap_soh(ctx):
+    """PEAP-MSCHAPv2 with a Statement of Health (eapol_test tnc=soh):
+    FreeRADIUS decodes it, the custos-soh server asks custosd, and the final
+    Access-Accept carries the profile and MS-Quarantine-State."""
+    have_prerequisites()
+    eapol = shutil.which("eapol_test")
+    check(eapol is not None, "eapol_test not found (make deps installs eapoltest)")
+    srv = nac_server(ctx).start()
+    fr = FreeRadius(ctx, srv.nac_socket, soh=True,
+                    users='alice\tCleartext-Password := "alice-password"').start(debug=True)
+    conf = ctx.dir / "eapol.conf"
+    conf.write_text("""network={
+	key_mgmt=WPA-EAP
+	eap=PEAP
+	identity="alice"
+	password="alice-password"
+	phase1="peapver=0 tnc=soh"
+	phase2="auth=MSCHAPV2"
+}
+""")
+    out_file = ctx.dir / "eapol.out"
+    rc, out, err = ctx.run([eapol, "-c", conf, "-a", "127.0.0.1", "-p", str(fr.port), "-s", SECRET,
+                            "-M", "02:00:5e:00:55:01", "-N", "4:x:7f000001", "-N", "32:s:switch1",
+                            "-N", "44:s:peap-1", "-t", "10", "-r", "0"], timeout=60, expect_rc=None)
+    out_file.write_text(out + err)
+    check(rc == 0 and "SUCCESS" in out, "eapol_test PEAP with SoH failed (exit %d): %s" % (rc, (out + err)[-2500:]))
+    log = fr.log.read_text(errors="replace")
+    check("Sending SoH request to server custos-soh" in log and "SoH-MS-Machine-Name" in log,
+          "FreeRADIUS did not run the custos-soh server with a decoded SoH")
+    # custos ran in the SoH server and again in the outer post-auth, which
+    # saw the same SoH: the final Access-Accept has the profile and NAP state
+    check(len(re.findall(r"custos: host \S+ has posture token", log)) >= 2,
+          "custos did not answer in both the SoH server and post-auth")
+    m = re.search(r"Sent Access-Accept .*?\n((?:\(\d+\)   .*\n)+)", log)
+    check(m is not None, "no Access-Accept in the FreeRADIUS log")
+    sent = m.group(1)
+    # eapol_test's SoH carries no health classes and its machine is no known
+    # host: Unknown, and NAP says there was no data
+    for want in ('Tunnel-Private-Group-Id = "999"', "MS-Quarantine-State = ",
+                 "MS-Extended-Quarantine-State = No-Data"):
+        check(want in sent, "the Access-Accept lacks %s: %s" % (want, sent))
+    check("SoH-MS" not in sent, "internal SoH attributes went on the wire: %s" % sent)
+
+
+def test_radius_threat_coa(ctx):
+    """An agent reports a threat: custosd sends a CoA for the session that
+    admitted the host to its NAS (a test NAS on loopback that checks the
+    Request Authenticator and Message-Authenticator and ACKs)."""
+    have_prerequisites()
+    nas = TestNas()
+    try:
+        net = Net(ctx, 1)
+        srv = nac_server(ctx, net=net, nas_port=nas.port).start()
+        host = net.hosts[0]
+        token = srv.token_create("nac", max_uses=0)
+        a = NsAgent(ctx, srv, "nac-victim", host, net, db_age_days=0, rtp=True,
+                    extra=["agent.sync_interval=10"])
+        a.enroll(token)
+        a.start()
+        wait_token(srv, host["mac"], "Healthy")
+        fr = FreeRadius(ctx, srv.nac_socket).start()
+        check_profile(fr, host["mac"], "Healthy", session="victim-session-1")
+        check(not nas.requests, "a CoA before anything changed: %r" % nas.requests)
+
+        t0 = time.monotonic()
+        a.event("EICAR-Test-File found in /tmp/x", severity="critical", kind="threat_found")
+        req = wait_until(lambda: nas.requests[0] if nas.requests else None, 30,
+                         "a CoA-Request at the test NAS")
+        check(not nas.problems, "test NAS: %s" % nas.problems)
+        check(req["code"] == 43, "expected a CoA-Request (43), got %d" % req["code"])
+        check(req["auth_ok"], "CoA-Request with a wrong Request Authenticator")
+        check(req["ma_ok"] and req["ma_first"], "CoA-Request without a valid, first Message-Authenticator")
+        check(req.get("Acct-Session-Id") == "victim-session-1", "CoA for session %r" % req.get("Acct-Session-Id"))
+        check(req.get("Calling-Station-Id") == host["mac"], "CoA for station %r" % req.get("Calling-Station-Id"))
+        check(req.get("NAS-IP-Address") == "127.0.0.1", "CoA NAS-IP-Address %r" % req.get("NAS-IP-Address"))
+        check("subscriber:command=reauthenticate" in req["cisco"],
+              "Cisco NAS without the reauthenticate command: %r" % req["cisco"])
+        took = req["time"] - t0
+        # re-authentication now gets the Infected verdict
+        wait_token(srv, host["mac"], "Infected")
+        check_profile(fr, host["mac"], "Infected", session="victim-session-2")
+        wait_until(lambda: srv.log_count("acknowledged") > 0, 10, "custosd to log the CoA-ACK")
+        time.sleep(1.5)
+        check(len(nas.requests) == 1, "the ACKed CoA was sent %d times" % len(nas.requests))
+        check(took < 15, "the CoA came %.1fs after the threat" % took)
+    finally:
+        nas.close()
