@@ -20,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "mgmt.h"
+#include "nac.h"
 #include "registry.h"
 #include "server.h"
 #include "store.h"
@@ -373,12 +374,20 @@ api_status(struct api *a, struct evhttp_request *req)
 {
 	struct server *s = a->srv;
 	size_t n, counts[3] = { 0, 0, 0 };
+	uint64_t nac[NAC_TOKENS] = { 0 };
 	struct host **all = registry_hosts_sorted(s->reg, &n);
 	for (size_t i = 0; all && i < n; i++)
 		counts[all[i]->st.status]++;
 	free(all);
+	if (s->nac)
+		nac_token_counts(s->nac, nac);
+	/* hosts per posture token, as CUSTOS-MIB's custosNac (all 0 when NAC is off) */
+	json_t *nacj = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "enabled", s->nac != NULL,
+	    "healthy", (json_int_t)nac[NAC_HEALTHY], "checkup", (json_int_t)nac[NAC_CHECKUP],
+	    "transition", (json_int_t)nac[NAC_TRANSITION], "quarantine", (json_int_t)nac[NAC_QUARANTINE],
+	    "infected", (json_int_t)nac[NAC_INFECTED], "unknown", (json_int_t)nac[NAC_UNKNOWN]);
 	api_reply(req, 200, json_pack("{s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I,"
-	    " s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+	    " s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
 	    "version", CUSTOS_VERSION, "uptime", (json_int_t)(now_s() - s->started),
 	    "database", db_state_name(db_state(s->db)), "server_fingerprint", s->pki.server_fp,
 	    "hosts", "total", (json_int_t)n, "ok", (json_int_t)counts[0],
@@ -394,7 +403,7 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "bad_frames", (json_int_t)s->stats.conns_bad_frames,
 	    "enrolled", (json_int_t)s->stats.enrolls_ok, "enroll_refused", (json_int_t)s->stats.enrolls_refused,
 	    "syncs", (json_int_t)s->stats.syncs, "events_received", (json_int_t)s->stats.events_received,
-	    "events_acked", (json_int_t)s->stats.events_acked));
+	    "events_acked", (json_int_t)s->stats.events_acked, "nac", nacj));
 }
 
 static void

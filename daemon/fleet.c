@@ -14,6 +14,7 @@
 #include "groups.h"
 #include "log.h"
 #include "mgmt.h"
+#include "nac.h"
 #include "registry.h"
 #include "server.h"
 #include "status.h"
@@ -25,6 +26,12 @@
 #define RECENT_THREATS 512        /* event ids remembered against resends */
 #define CHANGED_MAX 8192          /* more changed hosts per update: rebuild all */
 #define FULL_REBUILD_SECONDS 300  /* safety net for changes nobody reported */
+
+/* nac_hosts[] is indexed by enum nac_token; CUSTOS-MIB numbers its objects
+ * custosNacHosts<Token> in that order, so the order may not change. */
+_Static_assert(FLEET_NAC_TOKENS == NAC_TOKENS && NAC_HEALTHY == 0 && NAC_CHECKUP == 1 &&
+    NAC_TRANSITION == 2 && NAC_QUARANTINE == 3 && NAC_INFECTED == 4 && NAC_UNKNOWN == 5,
+    "CUSTOS-MIB's custosNacHosts objects follow enum nac_token");
 
 struct fleet_chunk {
 	int refs;                 /* atomic: snapshots sharing this chunk */
@@ -771,6 +778,12 @@ read_scalars(struct fleet *f, struct fleet_snapshot *s, int64_t now)
 	s->threats_24h = threats_since(f, now, DAY_MINUTES);
 	s->outbreak_threats = threats_since(f, now, window_minutes(f));
 	s->outbreak = f->outbreak;
+	/* the NAC engine keeps its counts up to date: a copy, no walk */
+	s->nac_enabled = srv->nac != NULL;
+	if (srv->nac)
+		nac_token_counts(srv->nac, s->nac_hosts);
+	else
+		memset(s->nac_hosts, 0, sizeof(s->nac_hosts));
 }
 
 static bool
@@ -780,7 +793,9 @@ scalars_equal(const struct fleet_snapshot *a, const struct fleet_snapshot *b)
 	    a->queue_events == b->queue_events && a->queue_hosts == b->queue_hosts &&
 	    a->queue_jobs == b->queue_jobs && a->shed == b->shed &&
 	    a->threats_24h == b->threats_24h && a->outbreak_threats == b->outbreak_threats &&
-	    a->outbreak == b->outbreak && a->started == b->started;
+	    a->outbreak == b->outbreak && a->started == b->started &&
+	    a->nac_enabled == b->nac_enabled &&
+	    memcmp(a->nac_hosts, b->nac_hosts, sizeof(a->nac_hosts)) == 0;
 }
 
 static void
@@ -847,6 +862,8 @@ fleet_update(struct fleet *f, int64_t now)
 	s->pub.threats_24h = sc.threats_24h;
 	s->pub.outbreak_threats = sc.outbreak_threats;
 	s->pub.outbreak = sc.outbreak;
+	s->pub.nac_enabled = sc.nac_enabled;
+	memcpy(s->pub.nac_hosts, sc.nac_hosts, sizeof(s->pub.nac_hosts));
 	publish(f, s, now);
 }
 

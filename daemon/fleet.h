@@ -37,6 +37,9 @@ enum fleet_db { FLEET_DB_CONNECTING = 1, FLEET_DB_UP = 2, FLEET_DB_DOWN = 3, FLE
  * group "Unassigned" (group id 0: no group) has the index 1. */
 #define FLEET_UNASSIGNED 1u
 
+/* Posture tokens, in the order of enum nac_token (nac.h). */
+#define FLEET_NAC_TOKENS 6
+
 struct fleet_host {
 	uint64_t id;              /* database id, > 0 */
 	int64_t db_time;          /* newest AV database, unix s; 0 unknown */
@@ -77,6 +80,8 @@ struct fleet_snapshot {
 	uint64_t threats_24h;
 	uint64_t outbreak_threats;    /* threats within the outbreak window */
 	bool outbreak;
+	bool nac_enabled;             /* srv->nac exists (nac.enabled) */
+	uint64_t nac_hosts[FLEET_NAC_TOKENS];  /* hosts per enum nac_token; 0 when NAC is off */
 	size_t nhosts;                /* table rows: hosts with a database id */
 	size_t ngroups;
 	const struct fleet_group *groups;  /* sorted by index */

@@ -29,6 +29,9 @@ enum value_id {
 	/* custosFleet */
 	V_TOTAL, V_OK, V_WARNING, V_CRITICAL, V_UNASSIGNED, V_NEVER, V_DB_OUTDATED, V_RTP_OFF,
 	V_NO_AV, V_THREATS_DAY, V_OUTBREAK, V_OUTBREAK_THREATS,
+	/* custosNac: V_NAC_HEALTHY + enum nac_token */
+	V_NAC_ENABLED, V_NAC_HEALTHY, V_NAC_CHECKUP, V_NAC_TRANSITION, V_NAC_QUARANTINE,
+	V_NAC_INFECTED, V_NAC_UNKNOWN,
 	/* custosHostEntry */
 	H_NAME, H_GROUP, H_GROUP_NAME, H_ADDR_TYPE, H_ADDR, H_STATUS, H_REASONS, H_CRITICAL,
 	H_AV, H_DB_TIME, H_RTP, H_LAST_SEEN, H_THREATS,
@@ -69,6 +72,19 @@ static const struct object fleet_scalars[] = {
 	{ "custosOutbreakThreats", 12, V_OUTBREAK_THREATS },
 };
 
+_Static_assert(V_NAC_UNKNOWN - V_NAC_HEALTHY + 1 == FLEET_NAC_TOKENS, "one custosNacHosts per token");
+
+/* custosNacHosts*: sub-identifier 2 + enum nac_token (nac.h). */
+static const struct object nac_scalars[] = {
+	{ "custosNacEnabled", 1, V_NAC_ENABLED },
+	{ "custosNacHostsHealthy", 2, V_NAC_HEALTHY },
+	{ "custosNacHostsCheckup", 3, V_NAC_CHECKUP },
+	{ "custosNacHostsTransition", 4, V_NAC_TRANSITION },
+	{ "custosNacHostsQuarantine", 5, V_NAC_QUARANTINE },
+	{ "custosNacHostsInfected", 6, V_NAC_INFECTED },
+	{ "custosNacHostsUnknown", 7, V_NAC_UNKNOWN },
+};
+
 /* Column 1 (the index) is not-accessible and never served. */
 static const struct object host_columns[] = {
 	{ "custosHostName", 2, H_NAME },
@@ -106,6 +122,7 @@ struct section {
 	const char *entry, *index;
 };
 
+/* In ascending sub order: GETNEXT walks them in this order. */
 static const struct section sections[] = {
 	{ "custosServer", 1, server_scalars, ARRAY_LEN(server_scalars), T_NONE, NULL, NULL },
 	{ "custosFleet", 2, fleet_scalars, ARRAY_LEN(fleet_scalars), T_NONE, NULL, NULL },
@@ -113,6 +130,8 @@ static const struct section sections[] = {
 	  "custosHostEntry", "custosHostId" },
 	{ "custosGroupTable", 4, group_columns, ARRAY_LEN(group_columns), T_GROUPS,
 	  "custosGroupEntry", "custosGroupIndex" },
+	/* custosObjects.5 (custosNotifyObjects) is carried in notifications only */
+	{ "custosNac", 6, nac_scalars, ARRAY_LEN(nac_scalars), T_NONE, NULL, NULL },
 };
 
 /* custosNotifyObjects: carried in notifications only (accessible-for-notify). */
@@ -307,6 +326,15 @@ scalar_value(const struct fleet_snapshot *s, int64_t now, enum value_id id, stru
 	case V_THREATS_DAY: ans_gauge(a, s->threats_24h); break;
 	case V_OUTBREAK: ans_num(a, SNMP_ANS_INTEGER, s->outbreak ? 1 : 2); break;
 	case V_OUTBREAK_THREATS: ans_gauge(a, s->outbreak_threats); break;
+	case V_NAC_ENABLED: ans_num(a, SNMP_ANS_INTEGER, s->nac_enabled ? 1 : 2); break;
+	case V_NAC_HEALTHY:
+	case V_NAC_CHECKUP:
+	case V_NAC_TRANSITION:
+	case V_NAC_QUARANTINE:
+	case V_NAC_INFECTED:
+	case V_NAC_UNKNOWN:
+		ans_gauge(a, s->nac_hosts[id - V_NAC_HEALTHY]);
+		break;
 	default: ans_num(a, SNMP_ANS_INTEGER, 0); break;
 	}
 }

@@ -21,6 +21,9 @@ SERVER = OBJ + ".1"
 FLEET = OBJ + ".2"
 HOSTS = OBJ + ".3.1"
 GROUPS = OBJ + ".4.1"
+NAC = OBJ + ".6"
+# custosNacHosts<Token>.0 = custosNac.(2 + the token's number in nac.h)
+NAC_TOKENS = ("healthy", "checkup", "transition", "quarantine", "infected", "unknown")
 VERSION = SERVER + ".1.0"
 HOST_COLUMNS = range(2, 15)
 STATUS_NAMES = {1: "OK", 2: "Warning", 3: "Critical"}
@@ -170,12 +173,40 @@ def host_rows(snmp):
     return rows
 
 
+def nac_conf(ctx):
+    """nac.enabled with the built-in conditions and the query socket in the
+    test directory."""
+    return 'nac: { enabled = true; socket = "%s"; socket_group = ""; };\n' % (ctx.dir / "nac.sock")
+
+
+def nac_oid(token):
+    return "%s.%d.0" % (NAC, 2 + NAC_TOKENS.index(token))
+
+
+def wait_nac(snmp, want, timeout=10):
+    """Waits until custosNacEnabled is true(1) and custosNacHosts<Token>
+    are the counts in want."""
+    last = []
+    def same():
+        g = snmp.get(NAC + ".1.0", *[nac_oid(t) for t in NAC_TOKENS])
+        last[:] = [g.get(NAC + ".1.0"), {t: g.get(nac_oid(t)) for t in NAC_TOKENS}]
+        return last[0] == 1 and last[1] == want
+    try:
+        wait_until(same, timeout, "custosNac to show %s" % want)
+    except TestFailure as e:
+        raise TestFailure("%s; custosNacEnabled %r, counts %r" % (e, *(last or [None, None])))
+
+
 def scalars_match(snmp, srv):
-    """None when custosServer/custosFleet equal the REST API's status, else
-    what differs (the snapshot is at most a second old: poll)."""
+    """None when custosServer/custosFleet/custosNac equal the REST API's
+    status, else what differs (the snapshot is at most a second old: poll)."""
     st = srv.status()
+    nac = st.get("nac")
+    check(isinstance(nac, dict) and sorted(nac) == sorted(NAC_TOKENS + ("enabled",)),
+          "custosctl status has no nac counts: %r" % nac)
     g = snmp.get(VERSION, SERVER + ".3.0", SERVER + ".5.0", FLEET + ".1.0", FLEET + ".2.0",
                  FLEET + ".3.0", FLEET + ".4.0", SERVER + ".8.0", SERVER + ".9.0")
+    g.update(snmp.get(NAC + ".1.0", *[nac_oid(t) for t in NAC_TOKENS]))
     want = {
         VERSION: st["version"].encode(),
         SERVER + ".3.0": 1 if st["database"] == "up" else 2,
@@ -186,7 +217,9 @@ def scalars_match(snmp, srv):
         FLEET + ".4.0": st["hosts"]["critical"],
         SERVER + ".8.0": st["write_queue"]["jobs"],
         SERVER + ".9.0": st["write_queue"]["shed"],
+        NAC + ".1.0": 1 if nac["enabled"] else 2,
     }
+    want.update({nac_oid(t): nac[t] for t in NAC_TOKENS})
     diff = {k: (g.get(k), v) for k, v in want.items() if g.get(k) != v}
     return diff or None
 
@@ -194,11 +227,12 @@ def scalars_match(snmp, srv):
 # 1 -------------------------------------------------------------------------
 
 def test_snmp_values_and_walk(ctx):
-    """snmpget of the scalars equals custosctl --json status; a bulk walk of
+    """snmpget of the scalars equals custosctl --json status, also the hosts
+    per NAC token (nac.enabled, built-in conditions); a bulk walk of
     custosHostTable lists every enrolled host with its status, also a host
     that never reported (a missing value ends no walk); a new host shows up;
     snmpwalk with the MIB loaded prints names."""
-    snmp, srv = start_all(ctx)
+    snmp, srv = start_all(ctx, extra=nac_conf(ctx))
     token = srv.token_create("fleet", max_uses=10)
     ok = ctx.agent(srv, "alpha", db_age_days=0.1, rtp=True)
     crit = ctx.agent(srv, "gamma", db_age_days=10, rtp=True)
@@ -218,6 +252,10 @@ def test_snmp_values_and_walk(ctx):
         last[:] = [d]
         return d is None
     wait_until(same, 10, "SNMP scalars to equal custosctl status")
+    # ... and the counts are real: alpha is Healthy, gamma (databases 10
+    # days old) Quarantine, silent (enrolled, no posture yet) Transition
+    want_nac = {"healthy": 1, "checkup": 0, "transition": 1, "quarantine": 1, "infected": 0, "unknown": 0}
+    wait_nac(snmp, want_nac)
 
     # the table: every host by its database id, every column for every row
     def complete():
@@ -265,6 +303,8 @@ def test_snmp_values_and_walk(ctx):
     wait_until(lambda: host_rows(snmp).get(late_id, {}).get(2) == b"late", 5,
                "host late (id %d) in custosHostTable" % late_id)
     wait_until(lambda: scalars_match(snmp, srv) is None, 10, "scalars to count the new host")
+    want_nac["healthy"] = 2
+    wait_nac(snmp, want_nac)
 
     # names, not numbers, with the MIB loaded; no type the MIB does not expect
     _, out, err = snmp.cmd("snmpwalk", "custosMIB", names=True)
@@ -302,6 +342,11 @@ def test_snmp_threat_notifications(ctx):
     hosts = synced(srv, ["pc"])
     check(hosts["pc"]["status"] == "OK", "pc starts %s" % hosts["pc"]["status"])
     hid = hosts["pc"]["id"]
+    # nac.enabled is false here: custosNacEnabled false(2), every count 0
+    g = snmp.get(NAC + ".1.0", *[nac_oid(t) for t in NAC_TOKENS])
+    check(g.get(NAC + ".1.0") == 2 and all(g.get(nac_oid(t)) == 0 for t in NAC_TOKENS),
+          "custosNac without NAC: %r" % g)
+    wait_until(lambda: scalars_match(snmp, srv) is None, 10, "scalars to equal custosctl status")
 
     pc.event("Eicar-Test-Signature FOUND in /home/u/eicar.com", severity="critical", kind="threat_found")
     lines = wait_until(lambda: _traps(snmp, "custosThreatDetected"), 15, "custosThreatDetected at snmptrapd")

@@ -1,6 +1,8 @@
 /* test_fleet.c — unit tests for daemon/fleet.c: the snapshot's counts and
  * order, copy-on-write publishing with reference counts, Critical
- * transitions, threats, outbreaks and the bounded notification queue. */
+ * transitions, threats, outbreaks, the bounded notification queue and the
+ * hosts per NAC token. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,10 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "conf.h"
+#include "daemon/config.h"
 #include "daemon/fleet.h"
+#include "daemon/nac.h"
 #include "db.h"
 #include "daemon/registry.h"
 #include "daemon/server.h"
@@ -20,7 +26,7 @@
 #define NOW ((int64_t)1750000000)
 #define DAY 86400
 
-enum kind { K_OK, K_WARNING, K_CRITICAL, K_RTP_OFF, K_NEW };
+enum kind { K_OK, K_WARNING, K_CRITICAL, K_RTP_OFF, K_NEW, K_INFECTED };
 
 struct fx {
 	struct server srv;
@@ -37,7 +43,7 @@ posture(enum kind k, int64_t now)
 		json_array_append_new(av, json_pack("{s:s, s:b, s:b, s:I}", "name", "clamav",
 		    "installed", 1, "rtp", k != K_RTP_OFF,
 		    "db_time", (json_int_t)(k == K_WARNING ? now - 4 * DAY : now - 3600)));
-	return json_pack("{s:o, s:{s:i}}", "antivirus", av, "threats", "unresolved", 0);
+	return json_pack("{s:o, s:{s:i}}", "antivirus", av, "threats", "unresolved", k == K_INFECTED);
 }
 
 static struct host *
@@ -122,6 +128,10 @@ test_empty(void **state)
 	assert_int_equal(s->nhosts, 0);
 	assert_int_equal(s->db_state, FLEET_DB_CONNECTING);
 	assert_int_equal(s->started, NOW - 100);
+	/* NAC off (srv->nac NULL): not enabled, no host in any token */
+	assert_false(s->nac_enabled);
+	for (size_t i = 0; i < FLEET_NAC_TOKENS; i++)
+		assert_int_equal(s->nac_hosts[i], 0);
 	fleet_release(x->f, s);
 }
 
@@ -483,6 +493,123 @@ test_null_safe(void **state)
 	assert_int_equal(fleet_notice_fd(x->f) >= 0, 1);
 }
 
+
+/* ---- NAC: hosts per posture token ---- */
+
+static int
+nac_setup(void **state)
+{
+	char dir[PATH_MAX], path[PATH_MAX], err[512];
+	const char *tmp = getenv("TMPDIR");
+	static const char text[] = "nac: { enabled = true; stale_after = 86400; };\n";
+	if (setup(state) < 0)
+		return -1;
+	struct fx *x = *state;
+	if (str_fmt(dir, sizeof(dir), "%s/custos-fleet-XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0 ||
+	    mkdtemp(dir) == NULL || str_fmt(path, sizeof(path), "%s/custosd.conf", dir) < 0 ||
+	    file_write_atomic(path, text, strlen(text), 0600) < 0)
+		return -1;
+	int rc = conf_load(&x->srv.cfg, path, custosd_schema, NULL, 0, err, sizeof(err));
+	unlink(path);
+	rmdir(dir);
+	if (rc < 0 || (x->srv.nac = nac_new(&x->srv, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "nac_setup: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+nac_teardown(void **state)
+{
+	struct fx *x = *state;
+	nac_free(x->srv.nac);
+	conf_free(x->srv.cfg);
+	return teardown(state);
+}
+
+static struct host *
+nac_host(struct fx *x, uint64_t id, const char *name, enum kind k, int64_t now)
+{
+	struct host *h = add_host(x, id, name, k);
+	nac_host_update(x->srv.nac, h, now);
+	fleet_host_changed(&x->srv, h);
+	return h;
+}
+
+static void
+expect_tokens(const struct fleet_snapshot *s, const uint64_t want[NAC_TOKENS])
+{
+	for (size_t i = 0; i < NAC_TOKENS; i++)
+		if (s->nac_hosts[i] != want[i])
+			fail_msg("%s: the snapshot has %llu hosts, expected %llu",
+			    nac_token_name((enum nac_token)i), (unsigned long long)s->nac_hosts[i],
+			    (unsigned long long)want[i]);
+}
+
+static void
+test_nac_counts(void **state)
+{
+	struct fx *x = *state;
+	/* the built-in conditions (nac.conditions empty) */
+	nac_host(x, 1, "ok", K_OK, NOW);              /* Healthy */
+	nac_host(x, 2, "ok2", K_OK, NOW);             /* Healthy */
+	nac_host(x, 3, "old-db", K_WARNING, NOW);     /* Checkup: databases 4 days old */
+	nac_host(x, 4, "new", K_NEW, NOW);            /* Transition: no posture yet */
+	nac_host(x, 5, "no-av", K_CRITICAL, NOW);     /* Quarantine */
+	struct host *rtp = nac_host(x, 6, "rtp-off", K_RTP_OFF, NOW);   /* Quarantine */
+	nac_host(x, 7, "sick", K_INFECTED, NOW);      /* Infected: an unresolved threat */
+	nac_host(x, 8, "stale", K_OK, NOW + 2 * DAY); /* Unknown: posture older than stale_after */
+	nac_host(x, 0, "pending", K_OK, NOW);         /* no database id yet: NAC counts it */
+	fleet_update(x->f, NOW);
+
+	const struct fleet_snapshot *s = fleet_acquire(x->f);
+	uint64_t want[NAC_TOKENS] = { [NAC_HEALTHY] = 3, [NAC_CHECKUP] = 1, [NAC_TRANSITION] = 1,
+	    [NAC_QUARANTINE] = 2, [NAC_INFECTED] = 1, [NAC_UNKNOWN] = 1 };
+	assert_true(s->nac_enabled);
+	expect_tokens(s, want);
+	uint64_t engine[NAC_TOKENS];
+	nac_token_counts(x->srv.nac, engine);
+	assert_memory_equal(engine, s->nac_hosts, sizeof(engine));
+	assert_int_equal(s->counts.total, 8);
+	uint64_t serial = s->serial;
+
+	/* a token changes without a fleet row changing (nothing reported to the
+	 * fleet): the counts alone publish a new snapshot */
+	set_kind(x, rtp, K_OK);
+	fleet_update(x->f, NOW + 1);   /* the row is patched; NAC not told yet */
+	fleet_release(x->f, s);
+	s = fleet_acquire(x->f);
+	expect_tokens(s, want);
+	serial = s->serial;
+	fleet_release(x->f, s);
+	nac_host_update(x->srv.nac, rtp, NOW + 2);
+	fleet_update(x->f, NOW + 2);
+	s = fleet_acquire(x->f);
+	assert_true(s->serial > serial);
+	want[NAC_QUARANTINE]--;
+	want[NAC_HEALTHY]++;
+	expect_tokens(s, want);
+	serial = s->serial;
+	fleet_release(x->f, s);
+
+	/* unchanged counts publish nothing */
+	fleet_update(x->f, NOW + 3);
+	s = fleet_acquire(x->f);
+	assert_int_equal(s->serial, serial);
+	fleet_release(x->f, s);
+
+	/* NAC gone (as when it is off): not enabled, zeros */
+	nac_free(x->srv.nac);
+	x->srv.nac = NULL;
+	fleet_update(x->f, NOW + 4);
+	s = fleet_acquire(x->f);
+	assert_false(s->nac_enabled);
+	memset(want, 0, sizeof(want));
+	expect_tokens(s, want);
+	fleet_release(x->f, s);
+}
+
 int
 main(void)
 {
@@ -498,6 +625,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_builds_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_safe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nac_counts, nac_setup, nac_teardown),
 	};
 	return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);
 }

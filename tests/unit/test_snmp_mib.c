@@ -23,6 +23,7 @@
 #define NOW ((int64_t)1750000000)   /* 2025-06-15 15:06:40 UTC */
 #define MIB 1, 3, 6, 1, 4, 1, 32473, 1
 #define OBJ MIB, 1
+#define OBJ_LEN 9
 
 struct fx {
 	struct server srv;
@@ -313,8 +314,9 @@ test_walk_everything(void **state)
 		len = outlen;
 		assert_true(++n < 1000);
 	}
-	/* 9 server + 12 fleet scalars, 3 hosts x 13 columns, 1 group x 6 */
-	assert_int_equal(n, 9 + 12 + 3 * 13 + 6);
+	/* 9 server + 12 fleet scalars, 3 hosts x 13 columns, 1 group x 6,
+	 * 7 NAC scalars */
+	assert_int_equal(n, 9 + 12 + 3 * 13 + 6 + 7);
 	/* a missing value (no AV, never seen) skips no row in any column */
 	for (size_t c = 2; c <= 14; c++)
 		assert_int_equal(host_cells[c], 3);
@@ -420,6 +422,53 @@ test_get_values(void **state)
 	assert_int_equal(a.num, 3);
 	assert_int_equal(get(x, gparent, LEN(gparent), &a), SNMP_FOUND);
 	assert_int_equal(a.num, 0);
+
+	/* no NAC in this server: custosNacEnabled false(2), every count 0 */
+	uint32_t nac[] = { OBJ, 6, 1, 0 };
+	assert_int_equal(get(x, nac, LEN(nac), &a), SNMP_FOUND);
+	assert_int_equal(a.type, SNMP_ANS_INTEGER);
+	assert_int_equal(a.num, 2);
+	for (uint32_t sub = 2; sub <= 7; sub++) {
+		nac[OBJ_LEN + 1] = sub;
+		assert_int_equal(get(x, nac, LEN(nac), &a), SNMP_FOUND);
+		assert_int_equal(a.type, SNMP_ANS_GAUGE);
+		assert_int_equal(a.num, 0);
+	}
+}
+
+/* custosNac over a snapshot with NAC on: custosNacHosts<Token> is
+ * custosNac.(2 + enum nac_token), a Gauge32 clamped to 2^32-1. */
+static void
+test_nac_values(void **state)
+{
+	struct fleet_snapshot s = { 0 };
+	struct snmp_answer a;
+	uint32_t out[SNMP_OID_MAX], oid[] = { OBJ, 6, 1, 0 };
+	size_t outlen;
+	(void)state;
+	s.nac_enabled = true;
+	for (size_t i = 0; i < FLEET_NAC_TOKENS; i++)
+		s.nac_hosts[i] = 10 * (i + 1);
+	s.nac_hosts[5] = (uint64_t)UINT32_MAX + 7;
+	assert_int_equal(snmp_resolve(&s, NOW, oid, LEN(oid), false, out, &outlen, &a), SNMP_FOUND);
+	assert_int_equal(a.num, 1);   /* true */
+	for (uint32_t sub = 2; sub <= 7; sub++) {
+		oid[OBJ_LEN + 1] = sub;
+		assert_int_equal(snmp_resolve(&s, NOW, oid, LEN(oid), false, out, &outlen, &a), SNMP_FOUND);
+		assert_int_equal(a.type, SNMP_ANS_GAUGE);
+		assert_int_equal(a.num, sub == 7 ? UINT32_MAX : 10 * (sub - 1));
+	}
+	/* GETNEXT from custosNacHostsHealthy.0 is custosNacHostsCheckup.0 (20) */
+	oid[OBJ_LEN + 1] = 2;
+	assert_int_equal(snmp_resolve(&s, NOW, oid, LEN(oid), true, out, &outlen, &a), SNMP_FOUND);
+	assert_int_equal(outlen, LEN(oid));
+	assert_int_equal(out[OBJ_LEN + 1], 3);
+	assert_int_equal(a.num, 20);
+	/* no such object below custosNac, no instance other than .0 */
+	const uint32_t none[] = { OBJ, 6, 8, 0 }, inst[] = { OBJ, 6, 2, 1 }, bare[] = { OBJ, 6, 2 };
+	assert_int_equal(snmp_resolve(&s, NOW, none, LEN(none), false, out, &outlen, &a), SNMP_NO_OBJECT);
+	assert_int_equal(snmp_resolve(&s, NOW, inst, LEN(inst), false, out, &outlen, &a), SNMP_NO_INSTANCE);
+	assert_int_equal(snmp_resolve(&s, NOW, bare, LEN(bare), false, out, &outlen, &a), SNMP_NO_INSTANCE);
 }
 
 static void
@@ -489,13 +538,21 @@ test_getnext_edges(void **state)
 	expect_next(x, entry0, LEN(entry0), row3, LEN(row3));
 	expect_next(x, table, LEN(table), row3, LEN(row3));
 
-	/* after the host table comes the group table; after it nothing */
+	/* after the host table comes the group table, then (past the
+	 * notification-only objects) custosNac; after it nothing */
 	const uint32_t host_end[] = { OBJ, 3, 2 }, group_first[] = { OBJ, 4, 1, 2, 1 };
 	const uint32_t group_last[] = { OBJ, 4, 1, 7, 1 }, after[] = { MIB, 2 };
 	const uint32_t scalar_gap[] = { OBJ, 2, 12, 0, 5 }, host_first[] = { OBJ, 3, 1, 2, 3 };
+	const uint32_t nac_first[] = { OBJ, 6, 1, 0 }, notify[] = { OBJ, 5, 2, 0 };
+	const uint32_t nac_last[] = { OBJ, 6, 7, 0 }, nac_beyond[] = { OBJ, 6, 8 };
+	const uint32_t nac_healthy[] = { OBJ, 6, 2, 0 }, nac_mid[] = { OBJ, 6, 1, 0, 9 };
 	expect_next(x, host_end, LEN(host_end), group_first, LEN(group_first));
 	expect_next(x, scalar_gap, LEN(scalar_gap), host_first, LEN(host_first));
-	assert_int_equal(next(x, group_last, LEN(group_last), out, &outlen), SNMP_END_OF_VIEW);
+	expect_next(x, group_last, LEN(group_last), nac_first, LEN(nac_first));
+	expect_next(x, notify, LEN(notify), nac_first, LEN(nac_first));
+	expect_next(x, nac_mid, LEN(nac_mid), nac_healthy, LEN(nac_healthy));
+	assert_int_equal(next(x, nac_last, LEN(nac_last), out, &outlen), SNMP_END_OF_VIEW);
+	assert_int_equal(next(x, nac_beyond, LEN(nac_beyond), out, &outlen), SNMP_END_OF_VIEW);
 	assert_int_equal(next(x, after, LEN(after), out, &outlen), SNMP_END_OF_VIEW);
 }
 
@@ -593,6 +650,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_getnext_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_getnext_empty_table, setup_empty, teardown),
 		cmocka_unit_test(test_notice_varbinds),
+		cmocka_unit_test(test_nac_values),
 	};
 	return cmocka_run_group_tests_name("snmp_mib", tests, NULL, NULL);
 }
