@@ -14,8 +14,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -641,48 +639,80 @@ nac_policy_profile(const struct nac_policy *p, enum nac_token t, const struct na
 	return best;
 }
 
-static int
-add_attr(json_t *list, const char *name, const char *value)
+/* One reply attribute: the value is prefix followed by text. */
+struct attr {
+	const char *name, *prefix, *text;
+};
+#define ATTRS_MAX 8
+
+/* Decimal text of v into buf (24 bytes), without printf: this is on the
+ * query path. */
+static const char *
+fmt_i64(int64_t v, char buf[24])
 {
-	return json_array_append_new(list, json_pack("[ss]", name, value));
+	char *p = buf + 23;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	*p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	return p;
+}
+
+/* The attributes of a profile in reply order (see nac_profile_reply);
+ * num holds the Session-Timeout text. */
+static size_t
+profile_attrs(const struct nac_profile *pr, const struct nac_nas *nas, struct attr a[ATTRS_MAX],
+    char num[24])
+{
+	size_t k = 0;
+
+	if (pr == NULL || pr->reject)
+		return 0;
+	if (pr->vlan[0]) {
+		a[k++] = (struct attr){ "Tunnel-Type", "", "VLAN" };
+		a[k++] = (struct attr){ "Tunnel-Medium-Type", "", "IEEE-802" };
+		a[k++] = (struct attr){ "Tunnel-Private-Group-Id", "", pr->vlan };
+	}
+	if (pr->filter_id[0])
+		a[k++] = (struct attr){ "Filter-Id", "", pr->filter_id };
+	/* Cisco's AV pairs mean nothing to other vendors' NAS */
+	bool cisco = nas == NULL || nas->vendor[0] == '\0' || strcmp(nas->vendor, "cisco") == 0;
+	if (cisco && pr->url_redirect[0])
+		a[k++] = (struct attr){ "Cisco-AVPair", "url-redirect=", pr->url_redirect };
+	if (cisco && pr->url_redirect_acl[0])
+		a[k++] = (struct attr){ "Cisco-AVPair", "url-redirect-acl=", pr->url_redirect_acl };
+	if (pr->session_timeout > 0) {
+		a[k++] = (struct attr){ "Session-Timeout", "", fmt_i64(pr->session_timeout, num) };
+		a[k++] = (struct attr){ "Termination-Action", "", "RADIUS-Request" };
+	}
+	return k;
 }
 
 json_t *
 nac_profile_reply(const struct nac_profile *pr, const struct nac_nas *nas)
 {
-	json_t *a = json_array();
-	char buf[300];
+	json_t *list = json_array();
+	struct attr a[ATTRS_MAX];
+	char num[24], buf[300];
 	int rc = 0;
 
-	if (a == NULL || pr == NULL || pr->reject)
-		return a;
-	if (pr->vlan[0]) {
-		rc |= add_attr(a, "Tunnel-Type", "VLAN");
-		rc |= add_attr(a, "Tunnel-Medium-Type", "IEEE-802");
-		rc |= add_attr(a, "Tunnel-Private-Group-Id", pr->vlan);
-	}
-	if (pr->filter_id[0])
-		rc |= add_attr(a, "Filter-Id", pr->filter_id);
-	/* Cisco's AV pairs mean nothing to other vendors' NAS */
-	bool cisco = nas == NULL || nas->vendor[0] == '\0' || strcmp(nas->vendor, "cisco") == 0;
-	if (cisco && pr->url_redirect[0]) {
-		str_fmt(buf, sizeof(buf), "url-redirect=%s", pr->url_redirect);
-		rc |= add_attr(a, "Cisco-AVPair", buf);
-	}
-	if (cisco && pr->url_redirect_acl[0]) {
-		str_fmt(buf, sizeof(buf), "url-redirect-acl=%s", pr->url_redirect_acl);
-		rc |= add_attr(a, "Cisco-AVPair", buf);
-	}
-	if (pr->session_timeout > 0) {
-		str_fmt(buf, sizeof(buf), "%lld", (long long)pr->session_timeout);
-		rc |= add_attr(a, "Session-Timeout", buf);
-		rc |= add_attr(a, "Termination-Action", "RADIUS-Request");
+	if (list == NULL)
+		return NULL;
+	size_t k = profile_attrs(pr, nas, a, num);
+	for (size_t i = 0; i < k && rc == 0; i++) {
+		rc = str_fmt(buf, sizeof(buf), "%s%s", a[i].prefix, a[i].text) < 0 ? -1 : 0;
+		if (rc == 0)
+			rc = json_array_append_new(list, json_pack("[ss]", a[i].name, buf));
 	}
 	if (rc != 0) {
-		json_decref(a);
+		json_decref(list);
 		return NULL;
 	}
-	return a;
+	return list;
 }
 
 /* ---- addresses ---- */
@@ -752,8 +782,30 @@ nac_mac_normalize(const char *in, char out[18])
 		for (size_t k = 0; k < 6; k++)
 			b[k] = (uint8_t)(nib[2 * k] << 4 | nib[2 * k + 1]);
 	}
-	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+	/* by hand: snprintf showed in the query socket's profile */
+	static const char hex[] = "0123456789abcdef";
+	for (size_t k = 0; k < 6; k++) {
+		out[3 * k] = hex[b[k] >> 4];
+		out[3 * k + 1] = hex[b[k] & 15];
+		out[3 * k + 2] = k < 5 ? ':' : '\0';
+	}
 	return 0;
+}
+
+/* Dotted-quad text of an IPv4 address (inet_ntop formats with sprintf). */
+static void
+ip4_text(const uint8_t *b, char out[46])
+{
+	char *p = out;
+	for (size_t k = 0; k < 4; k++) {
+		unsigned v = b[k];
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+		*p++ = k < 3 ? '.' : '\0';
+	}
 }
 
 int
@@ -763,13 +815,15 @@ nac_ip_normalize(const char *in, char out[46])
 	struct in6_addr a6;
 	if (in == NULL || strnlen(in, 46) >= 46)
 		return -1;
-	if (inet_pton(AF_INET, in, &a4) == 1)
-		return inet_ntop(AF_INET, &a4, out, 46) ? 0 : -1;
+	if (inet_pton(AF_INET, in, &a4) == 1) {
+		ip4_text((const uint8_t *)&a4.s_addr, out);
+		return 0;
+	}
 	if (inet_pton(AF_INET6, in, &a6) != 1)
 		return -1;
 	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-		memcpy(&a4, &a6.s6_addr[12], 4);
-		return inet_ntop(AF_INET, &a4, out, 46) ? 0 : -1;
+		ip4_text(&a6.s6_addr[12], out);
+		return 0;
 	}
 	return inet_ntop(AF_INET6, &a6, out, 46) ? 0 : -1;
 }
@@ -1141,16 +1195,68 @@ nac_set_worsened(struct nac *n, nac_worsened_fn *fn, void *arg)
 
 /* ---- queries ---- */
 
+/* The request members, in the order they are checked. */
+enum field {
+	F_MAC, F_USER, F_CN, F_IP, F_NAS_IP, F_NAS_ID, F_NAS_PORT, F_SESSION_ID, F_PHASE, F_SOH,
+	FIELDS
+};
+
+static const struct {
+	const char *key;
+	size_t keylen, max;       /* max: longest value, bytes */
+} fields[FIELDS] = {
+	[F_MAC] = { "mac", 3, 63 },
+	[F_USER] = { "user", 4, FIELD_MAX - 1 },
+	[F_CN] = { "cn", 2, FIELD_MAX - 1 },
+	[F_IP] = { "ip", 2, 63 },
+	[F_NAS_IP] = { "nas_ip", 6, 63 },
+	[F_NAS_ID] = { "nas_id", 6, 127 },
+	[F_NAS_PORT] = { "nas_port", 8, 63 },
+	[F_SESSION_ID] = { "session_id", 10, 127 },
+	[F_PHASE] = { "phase", 5, 16 },
+	[F_SOH] = { "soh", 3, NAC_LINE_MAX },
+};
+
 struct request {
 	const char *mac, *user, *cn, *ip, *nas_ip, *nas_id, *nas_port, *session_id, *phase, *soh;
 	const json_t *soh_attrs;
 };
 
+static const char **
+field_slot(struct request *r, enum field f)
+{
+	switch (f) {
+	case F_MAC: return &r->mac;
+	case F_USER: return &r->user;
+	case F_CN: return &r->cn;
+	case F_IP: return &r->ip;
+	case F_NAS_IP: return &r->nas_ip;
+	case F_NAS_ID: return &r->nas_id;
+	case F_NAS_PORT: return &r->nas_port;
+	case F_SESSION_ID: return &r->session_id;
+	case F_PHASE: return &r->phase;
+	case F_SOH:
+	case FIELDS: break;
+	}
+	return &r->soh;
+}
+
+static int
+check_phase(const struct request *r, char *err, size_t errlen)
+{
+	if (r->phase && strcmp(r->phase, "authorize") != 0 && strcmp(r->phase, "post-auth") != 0) {
+		str_fmt(err, errlen, "\"phase\" must be \"authorize\" or \"post-auth\"");
+		return -1;
+	}
+	return 0;
+}
+
 /* A string member: absent is fine (NULL), anything else must be a string
  * of at most max bytes without NUL. */
 static int
-get_str(const json_t *req, const char *key, size_t max, const char **out, char *err, size_t errlen)
+get_str(const json_t *req, enum field f, const char **out, char *err, size_t errlen)
 {
+	const char *key = fields[f].key;
 	const json_t *v = json_object_get(req, key);
 	*out = NULL;
 	if (v == NULL || json_is_null(v))
@@ -1159,8 +1265,8 @@ get_str(const json_t *req, const char *key, size_t max, const char **out, char *
 		str_fmt(err, errlen, "\"%s\" must be a string", key);
 		return -1;
 	}
-	if (json_string_length(v) > max) {
-		str_fmt(err, errlen, "\"%s\" is longer than %zu bytes", key, max);
+	if (json_string_length(v) > fields[f].max) {
+		str_fmt(err, errlen, "\"%s\" is longer than %zu bytes", key, fields[f].max);
 		return -1;
 	}
 	*out = json_string_value(v);
@@ -1175,27 +1281,131 @@ parse_request(const json_t *req, struct request *r, char *err, size_t errlen)
 		str_fmt(err, errlen, "a request is a JSON object");
 		return -1;
 	}
-	if (get_str(req, "mac", 63, &r->mac, err, errlen) < 0 ||
-	    get_str(req, "user", FIELD_MAX - 1, &r->user, err, errlen) < 0 ||
-	    get_str(req, "cn", FIELD_MAX - 1, &r->cn, err, errlen) < 0 ||
-	    get_str(req, "ip", 63, &r->ip, err, errlen) < 0 ||
-	    get_str(req, "nas_ip", 63, &r->nas_ip, err, errlen) < 0 ||
-	    get_str(req, "nas_id", 127, &r->nas_id, err, errlen) < 0 ||
-	    get_str(req, "nas_port", 63, &r->nas_port, err, errlen) < 0 ||
-	    get_str(req, "session_id", 127, &r->session_id, err, errlen) < 0 ||
-	    get_str(req, "phase", 16, &r->phase, err, errlen) < 0 ||
-	    get_str(req, "soh", NAC_LINE_MAX, &r->soh, err, errlen) < 0)
+	for (int f = 0; f < FIELDS; f++)
+		if (get_str(req, (enum field)f, field_slot(r, (enum field)f), err, errlen) < 0)
+			return -1;
+	if (check_phase(r, err, errlen) < 0)
 		return -1;
-	if (r->phase && strcmp(r->phase, "authorize") != 0 && strcmp(r->phase, "post-auth") != 0) {
-		str_fmt(err, errlen, "\"phase\" must be \"authorize\" or \"post-auth\"");
-		return -1;
-	}
 	r->soh_attrs = json_object_get(req, "soh_attrs");
 	return 0;
 }
 
+static bool
+json_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* A JSON string without escapes, control characters or non-ASCII bytes
+ * starting at line[*i] (the opening quote); its text and length. false
+ * when the string is anything else. */
+static bool
+plain_string(const char *line, size_t len, size_t *i, size_t *off, size_t *slen)
+{
+	size_t j = *i + 1;
+	if (*i >= len || line[*i] != '"')
+		return false;
+	for (; j < len; j++) {
+		unsigned char c = (unsigned char)line[j];
+		if (c == '"')
+			break;
+		if (c < 0x20 || c >= 0x80 || c == '\\')
+			return false;
+	}
+	if (j >= len)
+		return false;
+	*off = *i + 1;
+	*slen = j - *off;
+	*i = j + 1;
+	return true;
+}
+
+/* What rlm_custos sends nearly always -- an object of the known members
+ * whose values are plain ASCII strings (no escapes) or null -- parsed in
+ * place without building JSON objects: the closing quotes become NULs,
+ * but only once the whole line was accepted. Returns false, the line
+ * untouched, for anything else (another member, a duplicate, a number, an
+ * escape, UTF-8, soh_attrs, a syntax error): jansson then parses it and
+ * gives its error messages. Lengths are checked as in parse_request. */
+static bool
+fast_parse(char *line, size_t len, struct request *r, char *err, size_t errlen, int *rc)
+{
+	size_t off[FIELDS] = { 0 }, vlen[FIELDS] = { 0 };
+	unsigned seen = 0, nulls = 0;
+	size_t i = 0;
+
+	while (i < len && json_ws(line[i]))
+		i++;
+	if (i >= len || line[i++] != '{')
+		return false;
+	while (i < len && json_ws(line[i]))
+		i++;
+	if (i < len && line[i] == '}')
+		i++;
+	else {
+		for (;;) {
+			size_t koff, klen;
+			int f;
+			if (!plain_string(line, len, &i, &koff, &klen))
+				return false;
+			for (f = 0; f < FIELDS; f++)
+				if (fields[f].keylen == klen && memcmp(fields[f].key, line + koff, klen) == 0)
+					break;
+			if (f == FIELDS || (seen & 1u << f))
+				return false;
+			seen |= 1u << f;
+			while (i < len && json_ws(line[i]))
+				i++;
+			if (i >= len || line[i++] != ':')
+				return false;
+			while (i < len && json_ws(line[i]))
+				i++;
+			if (i < len && line[i] == '"') {
+				if (!plain_string(line, len, &i, &off[f], &vlen[f]))
+					return false;
+			} else if (len - i >= 4 && memcmp(line + i, "null", 4) == 0) {
+				nulls |= 1u << f;
+				i += 4;
+			} else
+				return false;
+			while (i < len && json_ws(line[i]))
+				i++;
+			if (i >= len)
+				return false;
+			if (line[i] == '}') {
+				i++;
+				break;
+			}
+			if (line[i++] != ',')
+				return false;
+			while (i < len && json_ws(line[i]))
+				i++;
+		}
+	}
+	while (i < len && json_ws(line[i]))
+		i++;
+	if (i != len)
+		return false;
+
+	memset(r, 0, sizeof(*r));
+	*rc = 0;
+	for (int f = 0; f < FIELDS; f++) {
+		if (!(seen & 1u << f) || (nulls & 1u << f))
+			continue;
+		if (vlen[f] > fields[f].max) {
+			str_fmt(err, errlen, "\"%s\" is longer than %zu bytes", fields[f].key, fields[f].max);
+			*rc = -1;
+			return true;
+		}
+		line[off[f] + vlen[f]] = '\0';
+		*field_slot(r, (enum field)f) = line + off[f];
+	}
+	*rc = check_phase(r, err, errlen);
+	return true;
+}
+
 /* A name as RADIUS carries it: "web-1", "host/web-1.example.com",
- * "web-1@EXAMPLE". */
+ * "web-1@EXAMPLE". Each distinct spelling is looked up once. */
 static struct host *
 host_by_name_like(const struct registry *reg, const char *s)
 {
@@ -1209,14 +1419,24 @@ host_by_name_like(const struct registry *reg, const char *s)
 	char *p = buf;
 	if (strncasecmp(p, "host/", 5) == 0)
 		p += 5;
-	p[strcspn(p, "@")] = '\0';
+	bool tried = p == buf;    /* p is a spelling already looked up */
+	size_t at = strcspn(p, "@");
+	if (p[at] != '\0') {
+		p[at] = '\0';
+		tried = false;
+	}
 	for (int pass = 0; pass < 2; pass++) {
-		if (*p && (h = registry_host_by_name(reg, p)) != NULL)
+		if (!tried && *p && (h = registry_host_by_name(reg, p)) != NULL)
 			return h;
 		lower_copy(low, p, sizeof(low));
 		if (strcmp(low, p) != 0 && (h = registry_host_by_name(reg, low)) != NULL)
 			return h;
-		p[strcspn(p, ".")] = '\0';   /* then the first label of a domain name */
+		/* then the first label of a domain name */
+		size_t dot = strcspn(p, ".");
+		if (p[dot] == '\0')
+			break;
+		p[dot] = '\0';
+		tried = false;
 	}
 	return NULL;
 }
@@ -1233,24 +1453,25 @@ lookup(struct nac *n, const struct request *r, const char **by)
 {
 	const struct registry *reg = n->srv->reg;
 	struct host *h = NULL;
-	char norm[46];
+	char norm[46], mac[18] = "";
 
 	if (r->cn && *r->cn) {
 		*by = "cn";
 		if ((h = registry_host_by_uid(reg, r->cn)) != NULL || (h = host_by_name_like(reg, r->cn)))
 			return h;
 	}
-	if (r->mac && nac_mac_normalize(r->mac, norm) == 0) {
+	if (r->mac && nac_mac_normalize(r->mac, mac) == 0) {
 		*by = "mac";
-		if ((h = host_by_key(n, KEY_MAC, norm)) != NULL)
+		if ((h = host_by_key(n, KEY_MAC, mac)) != NULL)
 			return h;
 	}
 	if (r->user && *r->user) {
 		*by = "user";
 		if ((h = host_by_name_like(reg, r->user)) != NULL)
 			return h;
-		/* MAB: the user name is the MAC */
-		if (nac_mac_normalize(r->user, norm) == 0 && (h = host_by_key(n, KEY_MAC, norm)) != NULL)
+		/* MAB: the user name is the MAC (often the very one just missed) */
+		if (nac_mac_normalize(r->user, norm) == 0 && strcmp(norm, mac) != 0 &&
+		    (h = host_by_key(n, KEY_MAC, norm)) != NULL)
 			return h;
 	}
 	if (r->ip && nac_ip_normalize(r->ip, norm) == 0) {
@@ -1280,23 +1501,37 @@ nap_states(enum nac_token t, bool no_data, int *state, int *ext)
 	}
 }
 
-/* The SoH of the request, if any: its token contribution and a summary
- * for the reply. Returns false when the request carries no SoH. */
+/* What a query decided; written out as JSON objects (nac_query) or as
+ * text (nac_answer, the socket). */
+struct verdict {
+	enum nac_token t;
+	const struct host *h;
+	const char *by;
+	struct nac_entry *e;
+	const struct nac_nas *nas;
+	const struct nac_profile *pr;
+	bool has_soh, malformed, no_data;
+	struct soh_report rep;
+	char soh_err[200];
+};
+
+/* The SoH of the request, if any, into v->rep (v->malformed, v->soh_err).
+ * Returns false when the request carries no SoH. */
 static bool
-eval_soh(const struct request *r, struct soh_report *rep, bool *malformed, json_t **summary)
+eval_soh(const struct request *r, struct verdict *v)
 {
-	char err[200] = "";
-	*malformed = false;
-	*summary = NULL;
+	struct soh_report *rep = &v->rep;
+	v->malformed = false;
+	v->soh_err[0] = '\0';
 	if (r->soh == NULL && r->soh_attrs == NULL)
 		return false;
 	soh_report_init(rep);
 	int rc = 0;
 	if (r->soh)
-		rc = soh_parse_hex(r->soh, rep, err, sizeof(err));
+		rc = soh_parse_hex(r->soh, rep, v->soh_err, sizeof(v->soh_err));
 	if (rc == 0 && r->soh_attrs) {
 		struct soh_report b;
-		rc = soh_from_attrs(r->soh_attrs, &b, err, sizeof(err));
+		rc = soh_from_attrs(r->soh_attrs, &b, v->soh_err, sizeof(v->soh_err));
 		/* both forms given: a class ok in either is ok (as for two products) */
 		for (int i = 0; rc == 0 && i < SOH_CLASSES; i++)
 			if (b.cls[i] == SOH_STATE_OK || (b.cls[i] == SOH_STATE_BAD &&
@@ -1305,15 +1540,49 @@ eval_soh(const struct request *r, struct soh_report *rep, bool *malformed, json_
 		if (rc == 0 && rep->machine_name[0] == '\0')
 			str_copy(rep->machine_name, b.machine_name, sizeof(rep->machine_name));
 	}
-	*malformed = rc < 0;
-	json_t *s = json_object();
-	for (int i = 0; s && i < SOH_CLASSES; i++)
-		json_object_set_new(s, soh_class_name((enum soh_class)i),
-		    json_string(*malformed ? "unknown" : soh_state_name(rep->cls[i])));
-	if (s && *malformed)
-		json_object_set_new(s, "error", json_string(err));
-	*summary = s;
+	v->malformed = rc < 0;
 	return true;
+}
+
+static void
+decide(struct nac *n, const struct request *r, int64_t now, struct verdict *v)
+{
+	struct host *h = lookup(n, r, &v->by);
+
+	v->has_soh = eval_soh(r, v);
+	if (h == NULL && v->has_soh && !v->malformed && v->rep.machine_name[0] &&
+	    (h = host_by_name_like(n->srv->reg, v->rep.machine_name)) != NULL)
+		v->by = "soh";
+
+	v->e = NULL;
+	v->t = NAC_UNKNOWN;
+	if (h) {
+		if ((v->e = hmap_get(n->entries, h->uid)) == NULL) {
+			nac_host_update(n, h, now);   /* not indexed yet (just loaded) */
+			v->e = hmap_get(n->entries, h->uid);
+		}
+		v->t = v->e ? (enum nac_token)v->e->token : nac_policy_evaluate(n->pol, h, now);
+	}
+	v->h = h;
+	v->no_data = false;
+	if (v->has_soh) {
+		enum nac_token st = NAC_UNKNOWN;
+		bool contributes = true;
+		if (!v->malformed) {
+			switch (soh_verdict(&v->rep)) {
+			case SOH_VERDICT_NONE: contributes = false; break;
+			case SOH_VERDICT_OK: st = NAC_HEALTHY; break;
+			case SOH_VERDICT_CHECKUP: st = NAC_CHECKUP; break;
+			case SOH_VERDICT_QUARANTINE: st = NAC_QUARANTINE; break;
+			}
+		}
+		if (contributes)
+			v->t = h ? nac_token_worst(v->t, st) : st;
+		else
+			v->no_data = h == NULL;
+	}
+	v->nas = nac_policy_nas(n->pol, r->nas_ip, r->nas_id);
+	v->pr = nac_policy_profile(n->pol, v->t, v->nas);
 }
 
 static void
@@ -1331,106 +1600,291 @@ record_session(struct nac *n, struct nac_entry *e, const struct request *r, int6
 	n->stats.sessions++;
 }
 
+/* The reply was written: count it and record the session. */
+static void
+answered(struct nac *n, const struct request *r, const struct verdict *v, int64_t now)
+{
+	if (v->e && r->phase && strcmp(r->phase, "post-auth") == 0)
+		record_session(n, v->e, r, now);
+	n->stats.queries++;
+	n->stats.answers[v->t]++;
+}
+
 json_t *
 nac_query(struct nac *n, const json_t *req, int64_t now, char *err, size_t errlen)
 {
 	struct request r;
-	const char *by = NULL;
+	struct verdict v;
 
 	if (parse_request(req, &r, err, errlen) < 0)
 		return NULL;
-	struct host *h = lookup(n, &r, &by);
+	decide(n, &r, now, &v);
 
-	struct soh_report rep;
-	bool malformed;
-	json_t *summary;
-	bool has_soh = eval_soh(&r, &rep, &malformed, &summary);
-	if (h == NULL && has_soh && !malformed && rep.machine_name[0] &&
-	    (h = host_by_name_like(n->srv->reg, rep.machine_name)) != NULL)
-		by = "soh";
-
-	struct nac_entry *e = NULL;
-	enum nac_token t = NAC_UNKNOWN;
-	if (h) {
-		if ((e = hmap_get(n->entries, h->uid)) == NULL) {
-			nac_host_update(n, h, now);   /* not indexed yet (just loaded) */
-			e = hmap_get(n->entries, h->uid);
-		}
-		t = e ? (enum nac_token)e->token : nac_policy_evaluate(n->pol, h, now);
-	}
-	bool no_data = false;
-	if (has_soh) {
-		enum nac_token st = NAC_UNKNOWN;
-		bool contributes = true;
-		if (!malformed) {
-			switch (soh_verdict(&rep)) {
-			case SOH_VERDICT_NONE: contributes = false; break;
-			case SOH_VERDICT_OK: st = NAC_HEALTHY; break;
-			case SOH_VERDICT_CHECKUP: st = NAC_CHECKUP; break;
-			case SOH_VERDICT_QUARANTINE: st = NAC_QUARANTINE; break;
-			}
-		}
-		if (contributes)
-			t = h ? nac_token_worst(t, st) : st;
-		else
-			no_data = h == NULL;
-	}
-
-	const struct nac_nas *nas = nac_policy_nas(n->pol, r.nas_ip, r.nas_id);
-	const struct nac_profile *pr = nac_policy_profile(n->pol, t, nas);
 	json_t *reply = json_object();
-	json_t *attrs = nac_profile_reply(pr, nas);
+	json_t *attrs = nac_profile_reply(v.pr, v.nas);
 	if (reply == NULL || attrs == NULL ||
-	    json_object_set_new(reply, "token", json_string(nac_token_name(t))) < 0 ||
-	    json_object_set_new(reply, "host", h ? json_string(h->name) : json_null()) < 0 ||
-	    json_object_set_new(reply, "by", by && h ? json_string(by) : json_null()) < 0 ||
-	    json_object_set_new(reply, "reject", json_boolean(pr && pr->reject)) < 0 ||
+	    json_object_set_new(reply, "token", json_string(nac_token_name(v.t))) < 0 ||
+	    json_object_set_new(reply, "host", v.h ? json_string(v.h->name) : json_null()) < 0 ||
+	    json_object_set_new(reply, "by", v.by && v.h ? json_string(v.by) : json_null()) < 0 ||
+	    json_object_set_new(reply, "reject", json_boolean(v.pr && v.pr->reject)) < 0 ||
 	    json_object_set_new(reply, "reply", attrs) < 0) {
 		json_decref(reply);
-		json_decref(summary);
 		str_fmt(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (has_soh) {
+	if (v.has_soh) {
 		int state, ext;
-		nap_states(t, no_data, &state, &ext);
+		nap_states(v.t, v.no_data, &state, &ext);
 		json_t *nap = json_pack("{s:i}", "MS-Quarantine-State", state);
 		if (nap && ext)
 			json_object_set_new(nap, "MS-Extended-Quarantine-State", json_integer(ext));
 		json_object_set_new(reply, "nap", nap);
-		json_object_set_new(reply, "soh", summary);
+		json_t *s = json_object();
+		for (int i = 0; s && i < SOH_CLASSES; i++)
+			json_object_set_new(s, soh_class_name((enum soh_class)i),
+			    json_string(v.malformed ? "unknown" : soh_state_name(v.rep.cls[i])));
+		if (s && v.malformed)
+			json_object_set_new(s, "error", json_string(v.soh_err));
+		json_object_set_new(reply, "soh", s);
 	}
-	if (e && r.phase && strcmp(r.phase, "post-auth") == 0)
-		record_session(n, e, &r, now);
-	n->stats.queries++;
-	n->stats.answers[t]++;
+	answered(n, &r, &v, now);
 	return reply;
+}
+
+/* ---- reply text ---- */
+
+/* A bounded writer of JSON text, the same text json_dumps(JSON_COMPACT)
+ * gives. */
+struct jw {
+	char *buf;
+	size_t cap, len;
+	bool overflow;
+};
+
+static void
+jw_put(struct jw *w, const char *s, size_t n)
+{
+	if (w->overflow || n > w->cap - w->len) {
+		w->overflow = true;
+		return;
+	}
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+}
+
+#define JW_LIT(w, s) jw_put((w), (s), sizeof(s) - 1)
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp, min;
+
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2; cp = s[0] & 0x1f; min = 0x80;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3; cp = s[0] & 0x0f; min = 0x800;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4; cp = s[0] & 0x07; min = 0x10000;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* A quoted, escaped string (prefix then s). Escapes as jansson does;
+ * a byte that is not UTF-8 becomes U+FFFD (jansson refuses the string). */
+static void
+jw_str2(struct jw *w, const char *prefix, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *parts[2] = { prefix, s };
+
+	JW_LIT(w, "\"");
+	for (int k = 0; k < 2; k++) {
+		const unsigned char *p = (const unsigned char *)parts[k];
+		while (*p && !w->overflow) {
+			const unsigned char *run = p;
+			while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+				p++;
+			if (p > run)
+				jw_put(w, (const char *)run, (size_t)(p - run));
+			if (*p == '\0')
+				break;
+			if (*p == '"' || *p == '\\') {
+				char e[2] = { '\\', (char)*p };
+				jw_put(w, e, 2);
+				p++;
+			} else if (*p < 0x20) {
+				const char *named = NULL;
+				switch (*p) {
+				case '\b': named = "\\b"; break;
+				case '\f': named = "\\f"; break;
+				case '\n': named = "\\n"; break;
+				case '\r': named = "\\r"; break;
+				case '\t': named = "\\t"; break;
+				}
+				if (named)
+					jw_put(w, named, 2);
+				else {
+					char e[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15] };
+					jw_put(w, e, 6);
+				}
+				p++;
+			} else {
+				size_t l = utf8_len(p, strnlen((const char *)p, 4));
+				if (l == 0) {
+					JW_LIT(w, "\\uFFFD");
+					p++;
+				} else {
+					jw_put(w, (const char *)p, l);
+					p += l;
+				}
+			}
+		}
+	}
+	JW_LIT(w, "\"");
+}
+
+static void
+jw_str(struct jw *w, const char *s)
+{
+	if (s == NULL)
+		JW_LIT(w, "null");
+	else
+		jw_str2(w, "", s);
+}
+
+static void
+jw_int(struct jw *w, int64_t v)
+{
+	char buf[24];
+	const char *s = fmt_i64(v, buf);
+	jw_put(w, s, strlen(s));
+}
+
+static void
+write_reply(struct jw *w, const struct verdict *v)
+{
+	struct attr a[ATTRS_MAX];
+	char num[24];
+
+	JW_LIT(w, "{\"token\":");
+	jw_str(w, nac_token_name(v->t));
+	JW_LIT(w, ",\"host\":");
+	jw_str(w, v->h ? v->h->name : NULL);
+	JW_LIT(w, ",\"by\":");
+	jw_str(w, v->by && v->h ? v->by : NULL);
+	if (v->pr && v->pr->reject)
+		JW_LIT(w, ",\"reject\":true,\"reply\":[");
+	else
+		JW_LIT(w, ",\"reject\":false,\"reply\":[");
+	size_t k = profile_attrs(v->pr, v->nas, a, num);
+	for (size_t i = 0; i < k; i++) {
+		JW_LIT(w, "[");
+		jw_str(w, a[i].name);
+		JW_LIT(w, ",");
+		jw_str2(w, a[i].prefix, a[i].text);
+		jw_put(w, i + 1 < k ? "]," : "]", i + 1 < k ? 2 : 1);
+	}
+	JW_LIT(w, "]");
+	if (v->has_soh) {
+		int state, ext;
+		nap_states(v->t, v->no_data, &state, &ext);
+		JW_LIT(w, ",\"nap\":{\"MS-Quarantine-State\":");
+		jw_int(w, state);
+		if (ext) {
+			JW_LIT(w, ",\"MS-Extended-Quarantine-State\":");
+			jw_int(w, ext);
+		}
+		JW_LIT(w, "},\"soh\":{");
+		for (int i = 0; i < SOH_CLASSES; i++) {
+			if (i > 0)
+				JW_LIT(w, ",");
+			jw_str(w, soh_class_name((enum soh_class)i));
+			JW_LIT(w, ":");
+			jw_str(w, v->malformed ? "unknown" : soh_state_name(v->rep.cls[i]));
+		}
+		if (v->malformed) {
+			JW_LIT(w, ",\"error\":");
+			jw_str(w, v->soh_err);
+		}
+		JW_LIT(w, "}");
+	}
+	JW_LIT(w, "}");
+}
+
+/* Longest reply text: every string escaped at worst is far below this. */
+#define REPLY_MAX 16384
+
+/* One request line (without '\n'; parsed in place, so changed) -> its
+ * reply text in w (REPLY_MAX bytes): the reply or {"error": "..."}. */
+static void
+answer_line(struct nac *n, char *line, size_t len, int64_t now, struct jw *w)
+{
+	struct request r;
+	struct verdict v;
+	char err[300];
+	json_t *req = NULL;
+	int rc;
+
+	if (!fast_parse(line, len, &r, err, sizeof(err), &rc)) {
+		json_error_t je;
+		if ((req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je)) == NULL) {
+			str_fmt(err, sizeof(err), "malformed JSON at column %d: %s", je.column, je.text);
+			rc = -1;
+		} else
+			rc = parse_request(req, &r, err, sizeof(err));
+	}
+	if (rc == 0) {
+		decide(n, &r, now, &v);
+		write_reply(w, &v);
+		if (!w->overflow)
+			answered(n, &r, &v, now);
+		else {
+			str_fmt(err, sizeof(err), "reply longer than %d bytes", REPLY_MAX);
+			rc = -1;
+		}
+	}
+	json_decref(req);
+	if (rc < 0) {
+		n->stats.errors++;
+		w->len = 0;
+		w->overflow = false;
+		JW_LIT(w, "{\"error\":");
+		jw_str(w, err);
+		JW_LIT(w, "}");
+	}
 }
 
 char *
 nac_answer(struct nac *n, const char *line, size_t len, int64_t now, size_t *outlen)
 {
-	json_error_t je;
-	char err[300];
-	json_t *reply = NULL;
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	char *copy = malloc(len + 1), *text = malloc(REPLY_MAX + 1);
+	struct jw w = { .buf = text, .cap = REPLY_MAX };
 
-	if (req == NULL)
-		str_fmt(err, sizeof(err), "malformed JSON at column %d: %s", je.column, je.text);
-	else
-		reply = nac_query(n, req, now, err, sizeof(err));
-	json_decref(req);
-	if (reply == NULL) {
-		n->stats.errors++;
-		reply = json_pack("{s:s}", "error", err);
-		if (reply == NULL)
-			return NULL;
+	if (copy == NULL || text == NULL) {
+		free(copy);
+		free(text);
+		return NULL;
 	}
-	char *text = json_dumps(reply, JSON_COMPACT);
-	json_decref(reply);
-	if (text)
-		*outlen = strlen(text);
-	return text;
+	memcpy(copy, line, len);
+	copy[len] = '\0';
+	answer_line(n, copy, len, now, &w);
+	free(copy);
+	text[w.len] = '\0';
+	*outlen = w.len;
+	char *fit = realloc(text, w.len + 1);
+	return fit ? fit : text;
 }
 
 void
@@ -1441,12 +1895,30 @@ nac_get_stats(const struct nac *n, struct nac_stats *out)
 
 /* ---- the query socket ---- */
 
+/* Plain read()/send() on the socket: a reply is sent as soon as the lines
+ * read are answered, and the write event is armed only when the socket
+ * is full, so a query costs one wake-up, one read and one send (a
+ * bufferevent re-armed and disarmed its write event for every reply). */
+
+#define IN_INIT 4096                      /* input buffer at first */
+#define IN_MAX ((size_t)NAC_LINE_MAX + 1) /* a longest line and its '\n' */
+#define OUT_INIT 1024                     /* output buffer at first */
+#define OUT_KEEP ((size_t)64 << 10)       /* larger: given back once sent */
+
 struct nac_conn {
 	struct nac *n;
-	struct bufferevent *bev;
+	int fd;
+	struct event *rev;        /* EV_READ, persistent; deleted while throttled */
+	struct event *wev;        /* EV_WRITE, added while a send would block */
 	struct nac_conn *prev, *next;
+	char *in;                 /* received, not yet answered */
+	size_t in_len, in_cap;
+	size_t scanned;           /* bytes of in known to hold no '\n' */
+	char *out;                /* replies not yet sent: out[out_pos..out_len) */
+	size_t out_pos, out_len, out_cap;
 	char peer[48];            /* "pid 123 uid 101" for messages */
 	bool throttled;           /* reading paused until the replies drain */
+	bool want_write;          /* wev is added */
 };
 
 static void
@@ -1460,91 +1932,208 @@ conn_close(struct nac_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	n->stats.connections--;
-	bufferevent_free(c->bev);
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	close(c->fd);
+	free(c->in);
+	free(c->out);
 	free(c);
 }
 
-/* Answers every complete line; false when the connection was closed. */
+static size_t
+conn_pending(const struct nac_conn *c)
+{
+	return c->out_len - c->out_pos;
+}
+
+/* Room for need more bytes of output; -1 when out of memory. */
+static int
+out_reserve(struct nac_conn *c, size_t need)
+{
+	if (c->out_cap - c->out_len >= need)
+		return 0;
+	if (c->out_pos > 0) {
+		memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
+		c->out_len -= c->out_pos;
+		c->out_pos = 0;
+		if (c->out_cap - c->out_len >= need)
+			return 0;
+	}
+	size_t cap = c->out_cap ? c->out_cap : OUT_INIT;
+	while (cap - c->out_len < need)
+		cap *= 2;
+	char *p = realloc(c->out, cap);
+	if (p == NULL)
+		return -1;
+	c->out = p;
+	c->out_cap = cap;
+	return 0;
+}
+
+/* Sends what the socket takes; arms the write event when it is full.
+ * -1 when the connection failed. */
+static int
+conn_flush(struct nac_conn *c)
+{
+	while (c->out_pos < c->out_len) {
+		ssize_t w = send(c->fd, c->out + c->out_pos, c->out_len - c->out_pos,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				log_debug("nac", "query socket client %s: %s", c->peer, strerror(errno));
+				return -1;
+			}
+			if (!c->want_write) {
+				if (event_add(c->wev, NULL) < 0)
+					return -1;
+				c->want_write = true;
+			}
+			return 0;
+		}
+		c->out_pos += (size_t)w;
+	}
+	c->out_pos = c->out_len = 0;
+	if (c->out_cap > OUT_KEEP) {
+		/* a burst of pipelined replies is over */
+		free(c->out);
+		c->out = NULL;
+		c->out_cap = 0;
+	}
+	return 0;
+}
+
+/* Answers every complete line received (all of them before sending: one
+ * send for a batch), then sends; false when the connection was closed. */
 static bool
 conn_process(struct nac_conn *c)
 {
 	struct nac *n = c->n;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t start = 0;
+	int64_t now = now_s();
+	char text[REPLY_MAX];
 
-	while (evbuffer_get_length(out) < OUT_MAX) {
-		size_t eol_len;
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-		if (p.pos < 0 ? evbuffer_get_length(in) > NAC_LINE_MAX : (size_t)p.pos > NAC_LINE_MAX) {
-			log_warnx("nac", "query socket client %s: request line over %d bytes; closing",
-			    c->peer, NAC_LINE_MAX);
-			n->stats.oversize++;
-			conn_close(c);
-			return false;
+	while (conn_pending(c) < OUT_MAX) {
+		char *line = c->in + start;
+		size_t avail = c->in_len - start;
+		char *nl = memchr(line + c->scanned, '\n', avail - c->scanned);
+		if (nl == NULL) {
+			c->scanned = avail;
+			if (avail > NAC_LINE_MAX)
+				goto oversize;
+			break;
 		}
-		if (p.pos < 0)
-			return true;
-		size_t len = (size_t)p.pos;
-		const char *line = (const char *)evbuffer_pullup(in, (ssize_t)(len + eol_len));
-		size_t outlen = 0;
-		char *text = line ? nac_answer(n, line, len > 0 && line[len - 1] == '\r' ? len - 1 : len,
-		    now_s(), &outlen) : NULL;
-		if (text == NULL) {
+		size_t len = (size_t)(nl - line);
+		c->scanned = 0;
+		if (len > NAC_LINE_MAX)
+			goto oversize;
+		struct jw w = { .buf = text, .cap = REPLY_MAX };
+		answer_line(n, line, len > 0 && line[len - 1] == '\r' ? len - 1 : len, now, &w);
+		if (out_reserve(c, w.len + 1) < 0) {
 			log_warnx("nac", "query socket client %s: out of memory; closing", c->peer);
 			conn_close(c);
 			return false;
 		}
-		if (evbuffer_add(out, text, outlen) < 0 || evbuffer_add(out, "\n", 1) < 0) {
-			free(text);
+		memcpy(c->out + c->out_len, text, w.len);
+		c->out[c->out_len + w.len] = '\n';
+		c->out_len += w.len + 1;
+		start += len + 1;
+	}
+	if (start > 0) {
+		c->in_len -= start;
+		memmove(c->in, c->in + start, c->in_len);
+		if (c->in_cap > 4 * IN_INIT && c->in_len < IN_INIT) {
+			/* the long line is answered */
+			char *p = realloc(c->in, IN_INIT);
+			if (p != NULL) {
+				c->in = p;
+				c->in_cap = IN_INIT;
+			}
+		}
+	}
+	if (!c->want_write && conn_flush(c) < 0) {
+		conn_close(c);
+		return false;
+	}
+	if (conn_pending(c) >= OUT_MAX && !c->throttled) {
+		/* a client that sends without reading: stop reading until the
+		 * write event (armed: the socket is full) drains the replies */
+		if (event_del(c->rev) < 0) {
 			conn_close(c);
 			return false;
 		}
-		free(text);
-		evbuffer_drain(in, len + eol_len);
+		c->throttled = true;
 	}
-	/* a client that sends without reading: wait for its replies to drain */
-	c->throttled = true;
-	bufferevent_disable(c->bev, EV_READ);
 	return true;
+oversize:
+	log_warnx("nac", "query socket client %s: request line over %d bytes; closing", c->peer,
+	    NAC_LINE_MAX);
+	n->stats.oversize++;
+	conn_close(c);
+	return false;
 }
 
 static void
-conn_read(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	conn_process(arg);
-}
-
-static void
-conn_write(struct bufferevent *bev, void *arg)
+conn_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct nac_conn *c = arg;
-	if (!c->throttled)
+	(void)what;
+
+	if (c->in_cap - c->in_len < IN_INIT / 2 && c->in_cap < IN_MAX) {
+		size_t cap = c->in_cap * 2 < IN_MAX ? c->in_cap * 2 : IN_MAX;
+		char *p = realloc(c->in, cap);
+		if (p == NULL) {
+			log_warnx("nac", "query socket client %s: out of memory; closing", c->peer);
+			conn_close(c);
+			return;
+		}
+		c->in = p;
+		c->in_cap = cap;
+	}
+	/* not full: what is left after answering is less than a longest line */
+	ssize_t r = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
+	if (r > 0) {
+		c->in_len += (size_t)r;
+		conn_process(c);
 		return;
-	c->throttled = false;
-	if (bufferevent_enable(bev, EV_READ) < 0) {
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (r < 0)
+		log_debug("nac", "query socket client %s: %s", c->peer, strerror(errno));
+	conn_close(c);
+}
+
+static void
+conn_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct nac_conn *c = arg;
+	(void)fd;
+	(void)what;
+
+	c->want_write = false;
+	if (conn_flush(c) < 0) {
 		conn_close(c);
 		return;
 	}
-	conn_process(c);
-}
-
-static void
-conn_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct nac_conn *c = arg;
-	(void)bev;
-	if (what & BEV_EVENT_ERROR)
-		log_debug("nac", "query socket client %s: %s", c->peer,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		conn_close(c);
+	if (c->throttled && conn_pending(c) < OUT_MAX) {
+		c->throttled = false;
+		if (event_add(c->rev, NULL) < 0) {
+			conn_close(c);
+			return;
+		}
+		conn_process(c);
+	}
 }
 
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct nac *n = arg;
+	struct event_base *base = evconnlistener_get_base(l);
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	(void)sa;
@@ -1560,31 +2149,33 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		evutil_closesocket(fd);
 		return;
 	}
+	/* the listener made fd non-blocking */
 	struct nac_conn *c = calloc(1, sizeof(*c));
-	struct bufferevent *bev = c ? bufferevent_socket_new(evconnlistener_get_base(l), fd,
-	    BEV_OPT_CLOSE_ON_FREE) : NULL;
-	if (bev == NULL) {
-		free(c);
+	if (c == NULL) {
 		evutil_closesocket(fd);
 		log_warnx("nac", "query socket: out of memory; connection refused");
+		return;
+	}
+	c->n = n;
+	c->fd = fd;
+	c->next = n->conns;
+	if (n->conns)
+		n->conns->prev = c;
+	n->conns = c;
+	n->stats.connections++;
+	c->in = malloc(IN_INIT);
+	c->in_cap = IN_INIT;
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read, c);
+	c->wev = event_new(base, fd, EV_WRITE, conn_write, c);
+	if (c->in == NULL || c->rev == NULL || c->wev == NULL || event_add(c->rev, NULL) < 0) {
+		log_warnx("nac", "query socket: out of memory; connection refused");
+		conn_close(c);
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
 		str_fmt(c->peer, sizeof(c->peer), "pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
 	else
 		str_copy(c->peer, "?", sizeof(c->peer));
-	c->n = n;
-	c->bev = bev;
-	c->next = n->conns;
-	if (n->conns)
-		n->conns->prev = c;
-	n->conns = c;
-	n->stats.connections++;
-	bufferevent_setcb(bev, conn_read, conn_write, conn_event, c);
-	/* never buffer more than one line over the limit */
-	bufferevent_setwatermark(bev, EV_READ, 0, NAC_LINE_MAX + 2);
-	if (bufferevent_enable(bev, EV_READ | EV_WRITE) < 0)
-		conn_close(c);
 }
 
 static void
