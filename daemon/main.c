@@ -190,7 +190,10 @@ on_reeval(evutil_socket_t fd, short what, void *arg)
 	struct host **all = registry_hosts(srv->reg, &n);
 	for (size_t i = 0; all && i < n; i++) {
 		struct status_result before = all[i]->st;
-		host_evaluate(all[i], mgmt_host_thresholds(srv, all[i]), now);
+		/* only time moved: the posture facts (h->sin) are still current,
+		 * so skip re-reading every posture document */
+		all[i]->sin.last_seen = all[i]->last_seen;
+		all[i]->st = status_evaluate(&all[i]->sin, mgmt_host_thresholds(srv, all[i]), now);
 		if (before.status != all[i]->st.status || before.reasons != all[i]->st.reasons) {
 			log_info("status", "host %s is now %s", all[i]->name, status_name(all[i]->st.status));
 			store_host_changed(srv->store, all[i]);

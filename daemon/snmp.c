@@ -5,6 +5,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/resource.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +392,13 @@ static void *
 snmp_thread(void *arg)
 {
 	struct snmp *s = arg;
+	/* An SNMP walk must not take CPU from agents and NAC queries: the
+	 * benchmark measured sync p99 x1.7 during a walk at normal priority and
+	 * x1.05-1.2 with this thread at SCHED_IDLE. */
+	struct sched_param sp = { 0 };
+	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0 &&
+	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
+		log_debug("snmp", "could not lower the SNMP thread's priority");
 	if (agent_setup(s, s->init_err, sizeof(s->init_err)) < 0) {
 		init_report(s, -1);
 		return NULL;

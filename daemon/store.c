@@ -475,16 +475,20 @@ store_flush(struct store *st)
 	struct batch *b = batch_current(st);
 	if (b == NULL)
 		return;
-	if (grow((void **)&b->hosts, &b->cap_hosts, st->ndirty, sizeof(*b->hosts)) < 0)
+	/* at most batch_max host rows per transaction: a huge UPDATE can exceed
+	 * the server's packet limit; the rest waits for the next flush */
+	size_t take = st->ndirty < st->batch_max ? st->ndirty : st->batch_max;
+	if (grow((void **)&b->hosts, &b->cap_hosts, take, sizeof(*b->hosts)) < 0)
 		return;
-	for (size_t i = 0; i < st->ndirty; i++) {
+	for (size_t i = 0; i < take; i++) {
 		struct host *h = st->dirty[i];
 		h->dirty = false;
 		if (h->id == 0)
 			continue;
 		host_row_fill(&b->hosts[b->nhosts++], h);
 	}
-	st->ndirty = 0;
+	memmove(st->dirty, st->dirty + take, (st->ndirty - take) * sizeof(*st->dirty));
+	st->ndirty -= take;
 	st->cur = NULL;
 	st->in_flight = true;
 	done_store = st;

@@ -296,4 +296,8 @@ echo "=== NAC decision time (issue 5): 100,000 hosts ==="
 echo
 echo "=== FreeRADIUS + rlm_custos vs. the files module (issue 5) ==="
 BUILD="$BUILD" tests/bench/radius_bench.sh || echo "radius_bench failed"
+
+echo
+echo "=== SNMP (issue 4): hostTable bulk walk, sync p99 with and without it, 100,000 hosts ==="
+BUILD="$BUILD" tests/bench/snmp_bench.sh || echo "snmp_bench failed"
 exit 0
