@@ -129,14 +129,8 @@ source_valid(const char *source)
 static int
 kid_add(struct gnode *p, struct gnode *n)
 {
-	if (p->nkids == p->kcap) {
-		size_t cap = p->kcap ? p->kcap * 2 : 4;
-		struct gnode **k = realloc(p->kids, cap * sizeof(*k));
-		if (k == NULL)
-			return -1;
-		p->kids = k;
-		p->kcap = cap;
-	}
+	if (array_grow((void **)&p->kids, &p->kcap, p->nkids + 1, sizeof(*p->kids)) < 0)
+		return -1;
 	p->kids[p->nkids++] = n;
 	return 0;
 }

@@ -783,14 +783,8 @@ touch(struct policy_store *s, uint64_t id)
 static int
 glist_add(struct gstate *g, struct policy *p)
 {
-	if (g->npols == g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 4;
-		struct policy **np = realloc(g->pols, cap * sizeof(*np));
-		if (np == NULL)
-			return -1;
-		g->pols = np;
-		g->cap = cap;
-	}
+	if (array_grow((void **)&g->pols, &g->cap, g->npols + 1, sizeof(*g->pols)) < 0)
+		return -1;
 	g->pols[g->npols++] = p;
 	return 0;
 }

@@ -130,23 +130,6 @@ batch_free(struct batch *b)
 	free(b);
 }
 
-/* Grows *arr (element size sz) to hold at least need elements. */
-static int
-grow(void **arr, size_t *cap, size_t need, size_t sz)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap * 2 : 16;
-	while (n < need)
-		n *= 2;
-	void *p = realloc(*arr, n * sz);
-	if (p == NULL)
-		return -1;
-	*arr = p;
-	*cap = n;
-	return 0;
-}
-
 static void store_schedule_flush(struct store *st);
 
 /* ---- the batch job (DB thread) ---- */
@@ -478,7 +461,7 @@ store_flush(struct store *st)
 	/* at most batch_max host rows per transaction: a huge UPDATE can exceed
 	 * the server's packet limit; the rest waits for the next flush */
 	size_t take = st->ndirty < st->batch_max ? st->ndirty : st->batch_max;
-	if (grow((void **)&b->hosts, &b->cap_hosts, take, sizeof(*b->hosts)) < 0)
+	if (array_grow((void **)&b->hosts, &b->cap_hosts, take, sizeof(*b->hosts)) < 0)
 		return;
 	for (size_t i = 0; i < take; i++) {
 		struct host *h = st->dirty[i];
@@ -517,7 +500,7 @@ store_host_changed(struct store *st, struct host *h)
 {
 	if (h->dirty)
 		return; /* coalesced: the batch copies the newest state */
-	if (grow((void **)&st->dirty, &st->cap_dirty, st->ndirty + 1, sizeof(*st->dirty)) < 0) {
+	if (array_grow((void **)&st->dirty, &st->cap_dirty, st->ndirty + 1, sizeof(*st->dirty)) < 0) {
 		st->shed++;
 		return;
 	}
@@ -557,8 +540,8 @@ store_events(struct store *st, struct host *h, json_t *events, store_done_fn cb,
 		st->shed += n;
 		return -1;
 	}
-	if (grow((void **)&b->events, &b->cap_events, b->nevents + n, sizeof(*b->events)) < 0 ||
-	    grow((void **)&b->waiters, &b->cap_waiters, b->nwaiters + 1, sizeof(*b->waiters)) < 0)
+	if (array_grow((void **)&b->events, &b->cap_events, b->nevents + n, sizeof(*b->events)) < 0 ||
+	    array_grow((void **)&b->waiters, &b->cap_waiters, b->nwaiters + 1, sizeof(*b->waiters)) < 0)
 		return -1;
 	int64_t now = now_s();
 	size_t i;
@@ -940,7 +923,7 @@ load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	int f;
 	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
 		struct host *h = calloc(1, sizeof(*h));
-		if (h == NULL || grow((void **)&l->hosts, &l->cap_hosts, l->nhosts + 1, sizeof(*l->hosts)) < 0) {
+		if (h == NULL || array_grow((void **)&l->hosts, &l->cap_hosts, l->nhosts + 1, sizeof(*l->hosts)) < 0) {
 			free(h);
 			break;
 		}
@@ -1001,7 +984,7 @@ load_tokens(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	}
 	int f;
 	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
-		if (grow((void **)&l->tokens, &l->cap_tokens, l->ntokens + 1, sizeof(*l->tokens)) < 0)
+		if (array_grow((void **)&l->tokens, &l->cap_tokens, l->ntokens + 1, sizeof(*l->tokens)) < 0)
 			break;
 		memset(&t, 0, sizeof(t));
 		copy_col(t.name, sizeof(t.name), name, len[0]);
@@ -1054,7 +1037,7 @@ load_admins(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	}
 	int f;
 	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
-		if (grow((void **)&l->admins, &l->cap_admins, l->nadmins + 1, sizeof(*l->admins)) < 0)
+		if (array_grow((void **)&l->admins, &l->cap_admins, l->nadmins + 1, sizeof(*l->admins)) < 0)
 			break;
 		memset(&a, 0, sizeof(a));
 		copy_col(a.name, sizeof(a.name), name, len[0]);
@@ -1101,7 +1084,7 @@ create_admin(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	    " VALUES (?, ?, ?, ?, ?)", b, "create administrator", NULL, err, errlen);
 	if (rc != 0)
 		return rc;
-	if (grow((void **)&l->admins, &l->cap_admins, l->nadmins + 1, sizeof(*l->admins)) < 0)
+	if (array_grow((void **)&l->admins, &l->cap_admins, l->nadmins + 1, sizeof(*l->admins)) < 0)
 		return -1;
 	l->admins[l->nadmins++] = a;
 	l->created_admin = true;

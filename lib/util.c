@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -199,6 +200,24 @@ mkdir_p(const char *path, int mode)
 	}
 	if (mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST)
 		return -1;
+	return 0;
+}
+
+int
+array_grow(void **arr, size_t *cap, size_t need, size_t elsz)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : 4;
+	while (n < need)
+		n *= 2;
+	if (n > SIZE_MAX / elsz)
+		return -1;
+	void *p = realloc(*arr, n * elsz);
+	if (p == NULL)
+		return -1;
+	*arr = p;
+	*cap = n;
 	return 0;
 }
 

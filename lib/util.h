@@ -32,6 +32,10 @@ int mkdir_p(const char *path, int mode);
 /* fsync the directory holding path. */
 int fsync_parent(const char *path);
 
+/* Grows a malloc'd array (*arr, capacity *cap elements of size elsz) to hold
+ * at least need elements, doubling; 0, or -1 with the array unchanged. */
+int array_grow(void **arr, size_t *cap, size_t need, size_t elsz);
+
 /* Wall clock in seconds / milliseconds; monotonic milliseconds. */
 int64_t now_s(void);
 int64_t now_ms(void);
