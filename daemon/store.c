@@ -470,7 +470,8 @@ store_flush(struct store *st)
 			continue;
 		host_row_fill(&b->hosts[b->nhosts++], h);
 	}
-	memmove(st->dirty, st->dirty + take, (st->ndirty - take) * sizeof(*st->dirty));
+	if (st->ndirty > take)
+		memmove(st->dirty, st->dirty + take, (st->ndirty - take) * sizeof(*st->dirty));
 	st->ndirty -= take;
 	st->cur = NULL;
 	st->in_flight = true;
