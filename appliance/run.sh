@@ -57,11 +57,14 @@ else
 		token=$("$BUILD/custosctl" token create "local-$(date +%s)" --days 1 --max-uses 1 | tail -n 1)
 		enroll=(--server 127.0.0.1:13000 --token "$token")
 	fi
+	before=$(grep -c "synced with the server" "$VAR/log/custos-agent.log" 2>/dev/null || true)
 	nohup "$BUILD/custos-agent" -c etc/custos-agent.conf "${enroll[@]}" >>"$VAR/log/custos-agent.log" 2>&1 &
 	echo $! >"$VAR/custos-agent.pid"
 	echo "started custos-agent (pid $!), log: var/log/custos-agent.log"
+	# wait for this agent's first sync, so the table below is current
 	for _ in $(seq 50); do
-		"$BUILD/custosctl" hosts 2>/dev/null | grep -q "^[^N].* ago" && break
+		now=$(grep -c "synced with the server" "$VAR/log/custos-agent.log" 2>/dev/null || true)
+		[ "${now:-0}" -gt "${before:-0}" ] && break
 		sleep 0.2
 	done
 fi
