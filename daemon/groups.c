@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <fnmatch.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,20 +26,6 @@ struct group_tree {
 	struct gnode root;        /* id 0, depth 0: not in by_id */
 	uint64_t gen;
 };
-
-static void gerr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-gerr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void
 id_key(uint64_t id, char key[24])
@@ -97,24 +82,24 @@ groups_name_valid(const char *name, char *err, size_t errlen)
 	size_t len = name != NULL ? strnlen(name, GROUP_NAME_MAX) : 0;
 
 	if (len == 0) {
-		gerr(err, errlen, "a group name must not be empty");
+		str_fmt(err, errlen, "a group name must not be empty");
 		return false;
 	}
 	if (len >= GROUP_NAME_MAX) {
-		gerr(err, errlen, "group name \"%.20s...\" is longer than %d bytes", name,
+		str_fmt(err, errlen, "group name \"%.20s...\" is longer than %d bytes", name,
 		    GROUP_NAME_MAX - 1);
 		return false;
 	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c == '/' || c < 0x20 || c == 0x7f) {
-			gerr(err, errlen, "group name \"%s\" must not contain '/' or control characters",
+			str_fmt(err, errlen, "group name \"%s\" must not contain '/' or control characters",
 			    name);
 			return false;
 		}
 	}
 	if (isspace((unsigned char)name[0]) || isspace((unsigned char)name[len - 1])) {
-		gerr(err, errlen, "group name \"%s\" must not begin or end with a blank", name);
+		str_fmt(err, errlen, "group name \"%s\" must not begin or end with a blank", name);
 		return false;
 	}
 	return true;
@@ -196,24 +181,24 @@ check_place(const struct group_tree *t, const struct gnode *self, const char *na
 	char why[160];
 
 	if (!groups_name_valid(name, why, sizeof(why))) {
-		gerr(err, errlen, "%s", why);
+		str_fmt(err, errlen, "%s", why);
 		return -1;
 	}
 	display_path(t, parent, name, where, sizeof(where));
 	if (parent == &t->root && strcasecmp(name, GROUP_UNASSIGNED) == 0) {
-		gerr(err, errlen, "group \"%s\": the name is reserved for hosts without a group; "
+		str_fmt(err, errlen, "group \"%s\": the name is reserved for hosts without a group; "
 		    "choose another", where);
 		return -1;
 	}
 	const struct gnode *same = kid_named(parent, name, strlen(name));
 	if (same != NULL && same != self) {
-		gerr(err, errlen, "group \"%s\" already exists (id %llu); names are unique among "
+		str_fmt(err, errlen, "group \"%s\" already exists (id %llu); names are unique among "
 		    "siblings", where, (unsigned long long)same->g.id);
 		return -1;
 	}
 	int height = self != NULL ? node_height(self) : 1;
 	if (parent->g.depth + height > GROUP_DEPTH_MAX) {
-		gerr(err, errlen, "group \"%s\": the tree would be %d levels deep; at most %d are "
+		str_fmt(err, errlen, "group \"%s\": the tree would be %d levels deep; at most %d are "
 		    "allowed", where, parent->g.depth + height, GROUP_DEPTH_MAX);
 		return -1;
 	}
@@ -225,22 +210,22 @@ groups_add(struct group_tree *t, uint64_t id, const char *name, uint64_t parent_
     const char *source, char *err, size_t errlen)
 {
 	if (id == 0) {
-		gerr(err, errlen, "group \"%s\": id 0 is reserved for Unassigned",
+		str_fmt(err, errlen, "group \"%s\": id 0 is reserved for Unassigned",
 		    name != NULL ? name : "");
 		return -1;
 	}
 	if (node_get(t, id) != NULL) {
-		gerr(err, errlen, "group id %llu already exists", (unsigned long long)id);
+		str_fmt(err, errlen, "group id %llu already exists", (unsigned long long)id);
 		return -1;
 	}
 	if (!source_valid(source)) {
-		gerr(err, errlen, "group \"%s\": source must be \"config\" or \"api\"",
+		str_fmt(err, errlen, "group \"%s\": source must be \"config\" or \"api\"",
 		    name != NULL ? name : "");
 		return -1;
 	}
 	struct gnode *parent = node_get(t, parent_id);
 	if (parent == NULL) {
-		gerr(err, errlen, "group \"%s\": parent group id %llu does not exist; create it first",
+		str_fmt(err, errlen, "group \"%s\": parent group id %llu does not exist; create it first",
 		    name != NULL ? name : "", (unsigned long long)parent_id);
 		return -1;
 	}
@@ -249,7 +234,7 @@ groups_add(struct group_tree *t, uint64_t id, const char *name, uint64_t parent_
 
 	struct gnode *n = calloc(1, sizeof(*n));
 	if (n == NULL) {
-		gerr(err, errlen, "group \"%s\": out of memory", name);
+		str_fmt(err, errlen, "group \"%s\": out of memory", name);
 		return -1;
 	}
 	n->g.id = id;
@@ -261,13 +246,13 @@ groups_add(struct group_tree *t, uint64_t id, const char *name, uint64_t parent_
 	id_key(id, n->key);
 	if (kid_add(parent, n) < 0) {
 		free(n);
-		gerr(err, errlen, "group \"%s\": out of memory", name);
+		str_fmt(err, errlen, "group \"%s\": out of memory", name);
 		return -1;
 	}
 	if (hmap_put(t->by_id, n->key, n, NULL) < 0) {
 		kid_del(parent, n);
 		free(n);
-		gerr(err, errlen, "group \"%s\": out of memory", name);
+		str_fmt(err, errlen, "group \"%s\": out of memory", name);
 		return -1;
 	}
 	t->gen++;
@@ -280,7 +265,7 @@ groups_update(struct group_tree *t, uint64_t id, const char *name, uint64_t pare
 {
 	struct gnode *n = id != 0 ? node_get(t, id) : NULL;
 	if (n == NULL) {
-		gerr(err, errlen, "group id %llu does not exist", (unsigned long long)id);
+		str_fmt(err, errlen, "group id %llu does not exist", (unsigned long long)id);
 		return -1;
 	}
 	char newname[GROUP_NAME_MAX];
@@ -291,12 +276,12 @@ groups_update(struct group_tree *t, uint64_t id, const char *name, uint64_t pare
 		name = newname;     /* may alias n->g.name */
 	}
 	if (source != NULL && !source_valid(source)) {
-		gerr(err, errlen, "group \"%s\": source must be \"config\" or \"api\"", n->g.name);
+		str_fmt(err, errlen, "group \"%s\": source must be \"config\" or \"api\"", n->g.name);
 		return -1;
 	}
 	struct gnode *parent = node_get(t, parent_id);
 	if (parent == NULL) {
-		gerr(err, errlen, "group \"%s\": parent group id %llu does not exist",
+		str_fmt(err, errlen, "group \"%s\": parent group id %llu does not exist",
 		    n->g.name, (unsigned long long)parent_id);
 		return -1;
 	}
@@ -304,7 +289,7 @@ groups_update(struct group_tree *t, uint64_t id, const char *name, uint64_t pare
 		if (a == n) {
 			char here[GROUP_PATH_MAX];
 			(void)groups_path(t, id, here, sizeof(here));
-			gerr(err, errlen, "group \"%s\" cannot move below itself or one of its "
+			str_fmt(err, errlen, "group \"%s\" cannot move below itself or one of its "
 			    "subgroups", here);
 			return -1;
 		}
@@ -313,7 +298,7 @@ groups_update(struct group_tree *t, uint64_t id, const char *name, uint64_t pare
 
 	if (parent != n->parent) {
 		if (kid_add(parent, n) < 0) {
-			gerr(err, errlen, "group \"%s\": out of memory", n->g.name);
+			str_fmt(err, errlen, "group \"%s\": out of memory", n->g.name);
 			return -1;
 		}
 		kid_del(n->parent, n);
@@ -333,13 +318,13 @@ groups_remove(struct group_tree *t, uint64_t id, char *err, size_t errlen)
 {
 	struct gnode *n = id != 0 ? node_get(t, id) : NULL;
 	if (n == NULL) {
-		gerr(err, errlen, "group id %llu does not exist", (unsigned long long)id);
+		str_fmt(err, errlen, "group id %llu does not exist", (unsigned long long)id);
 		return -1;
 	}
 	if (n->nkids > 0) {
 		char here[GROUP_PATH_MAX];
 		(void)groups_path(t, id, here, sizeof(here));
-		gerr(err, errlen, "group \"%s\" has %zu subgroup(s); remove or move them first",
+		str_fmt(err, errlen, "group \"%s\" has %zu subgroup(s); remove or move them first",
 		    here, n->nkids);
 		return -1;
 	}
@@ -658,11 +643,11 @@ reloc_rule_check(const struct reloc_rule *r, char *err, size_t errlen)
 	char why[160];
 
 	if (r->name[0] == '\0') {
-		gerr(err, errlen, "relocation rule: a name is required");
+		str_fmt(err, errlen, "relocation rule: a name is required");
 		return -1;
 	}
 	if (r->group[0] == '\0') {
-		gerr(err, errlen, "relocation rule \"%s\": a target group is required", r->name);
+		str_fmt(err, errlen, "relocation rule \"%s\": a target group is required", r->name);
 		return -1;
 	}
 	/* every path component must be a valid group name */
@@ -671,20 +656,20 @@ reloc_rule_check(const struct reloc_rule *r, char *err, size_t errlen)
 		size_t cl = strcspn(p, "/");
 		char comp[GROUP_NAME_MAX];
 		if (cl == 0 || cl >= sizeof(comp)) {
-			gerr(err, errlen, "relocation rule \"%s\": bad group path \"%s\"", r->name,
+			str_fmt(err, errlen, "relocation rule \"%s\": bad group path \"%s\"", r->name,
 			    r->group);
 			return -1;
 		}
 		memcpy(comp, p, cl);
 		comp[cl] = '\0';
 		if (!groups_name_valid(comp, why, sizeof(why))) {
-			gerr(err, errlen, "relocation rule \"%s\": %s", r->name, why);
+			str_fmt(err, errlen, "relocation rule \"%s\": %s", r->name, why);
 			return -1;
 		}
 		p += cl + (p[cl] == '/');
 	}
 	if (r->subnet[0] != '\0' && !cidr_parse(r->subnet, &c)) {
-		gerr(err, errlen, "relocation rule \"%s\": subnet \"%s\" is not an address or "
+		str_fmt(err, errlen, "relocation rule \"%s\": subnet \"%s\" is not an address or "
 		    "ADDRESS/PREFIX (e.g. 10.0.0.0/8 or fd00::/8)", r->name, r->subnet);
 		return -1;
 	}

@@ -8,7 +8,6 @@
 #include "policy.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +16,6 @@
 
 #include "hmap.h"
 #include "util.h"
-
-static void perr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-perr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- a uint64 -> pointer map (open addressing, backward-shift delete) ---- */
 
@@ -186,12 +171,12 @@ policy_set(struct policy *p, const char *key, json_t *value, bool locked, char *
     size_t errlen)
 {
 	if (key == NULL || !key_valid(key)) {
-		perr(err, errlen, "policy \"%s\": setting key \"%.64s\" must be 1-%d characters of "
+		str_fmt(err, errlen, "policy \"%s\": setting key \"%.64s\" must be 1-%d characters of "
 		    "A-Z a-z 0-9 _ . -", p->name, key != NULL ? key : "", POLICY_KEY_MAX - 1);
 		return -1;
 	}
 	if (value == NULL) {
-		perr(err, errlen, "policy \"%s\": setting \"%s\" has no value", p->name, key);
+		str_fmt(err, errlen, "policy \"%s\": setting \"%s\" has no value", p->name, key);
 		return -1;
 	}
 	for (size_t i = 0; i < p->nsettings; i++)
@@ -203,12 +188,12 @@ policy_set(struct policy *p, const char *key, json_t *value, bool locked, char *
 			return 0;
 		}
 	if (p->nsettings >= POLICY_SETTINGS_MAX) {
-		perr(err, errlen, "policy \"%s\": more than %d settings", p->name, POLICY_SETTINGS_MAX);
+		str_fmt(err, errlen, "policy \"%s\": more than %d settings", p->name, POLICY_SETTINGS_MAX);
 		return -1;
 	}
 	struct policy_setting *ns = realloc(p->settings, (p->nsettings + 1) * sizeof(*ns));
 	if (ns == NULL) {
-		perr(err, errlen, "policy \"%s\": out of memory", p->name);
+		str_fmt(err, errlen, "policy \"%s\": out of memory", p->name);
 		return -1;
 	}
 	p->settings = ns;
@@ -249,59 +234,59 @@ policy_check(const struct policy *p, char *err, size_t errlen)
 {
 	size_t nlen = strnlen(p->name, POLICY_NAME_MAX);
 	if (nlen == 0 || nlen >= POLICY_NAME_MAX) {
-		perr(err, errlen, "a policy needs a name of 1-%d characters", POLICY_NAME_MAX - 1);
+		str_fmt(err, errlen, "a policy needs a name of 1-%d characters", POLICY_NAME_MAX - 1);
 		return -1;
 	}
 	for (size_t i = 0; i < nlen; i++)
 		if ((unsigned char)p->name[i] < 0x20 || p->name[i] == 0x7f) {
-			perr(err, errlen, "policy \"%s\": the name contains a control character", p->name);
+			str_fmt(err, errlen, "policy \"%s\": the name contains a control character", p->name);
 			return -1;
 		}
 	if (p->id == 0) {
-		perr(err, errlen, "policy \"%s\": id 0 is not a valid id", p->name);
+		str_fmt(err, errlen, "policy \"%s\": id 0 is not a valid id", p->name);
 		return -1;
 	}
 	if (p->group_id == 0) {
-		perr(err, errlen, "policy \"%s\": a policy belongs to a group; give one", p->name);
+		str_fmt(err, errlen, "policy \"%s\": a policy belongs to a group; give one", p->name);
 		return -1;
 	}
 	if (!app_valid(p->application)) {
-		perr(err, errlen, "policy \"%s\": application \"%.32s\" must be 1-%d characters of "
+		str_fmt(err, errlen, "policy \"%s\": application \"%.32s\" must be 1-%d characters of "
 		    "a-z 0-9 _ -", p->name, p->application, POLICY_APP_MAX - 1);
 		return -1;
 	}
 	if (p->kind != POLICY_NORMAL && p->kind != POLICY_OUTBREAK && p->kind != POLICY_MOBILE) {
-		perr(err, errlen, "policy \"%s\": kind must be normal, outbreak or mobile", p->name);
+		str_fmt(err, errlen, "policy \"%s\": kind must be normal, outbreak or mobile", p->name);
 		return -1;
 	}
 	if (strcmp(p->source, "config") != 0 && strcmp(p->source, "api") != 0) {
-		perr(err, errlen, "policy \"%s\": source must be \"config\" or \"api\"", p->name);
+		str_fmt(err, errlen, "policy \"%s\": source must be \"config\" or \"api\"", p->name);
 		return -1;
 	}
 	if (p->kind == POLICY_OUTBREAK && (p->threshold < 1 || p->window_min < 1
 	    || p->quiet_min < 0)) {
-		perr(err, errlen, "policy \"%s\": an outbreak policy needs threshold >= 1 and "
+		str_fmt(err, errlen, "policy \"%s\": an outbreak policy needs threshold >= 1 and "
 		    "window >= 1 minute (quiet >= 0)", p->name);
 		return -1;
 	}
 	if (p->nsettings > POLICY_SETTINGS_MAX) {
-		perr(err, errlen, "policy \"%s\": more than %d settings", p->name, POLICY_SETTINGS_MAX);
+		str_fmt(err, errlen, "policy \"%s\": more than %d settings", p->name, POLICY_SETTINGS_MAX);
 		return -1;
 	}
 	for (size_t i = 0; i < p->nsettings; i++) {
 		const struct policy_setting *s = &p->settings[i];
 		if (!key_valid(s->key)) {
-			perr(err, errlen, "policy \"%s\": setting key \"%.64s\" must be 1-%d characters "
+			str_fmt(err, errlen, "policy \"%s\": setting key \"%.64s\" must be 1-%d characters "
 			    "of A-Z a-z 0-9 _ . -", p->name, s->key, POLICY_KEY_MAX - 1);
 			return -1;
 		}
 		if (s->value == NULL) {
-			perr(err, errlen, "policy \"%s\": setting \"%s\" has no value", p->name, s->key);
+			str_fmt(err, errlen, "policy \"%s\": setting \"%s\" has no value", p->name, s->key);
 			return -1;
 		}
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(p->settings[j].key, s->key) == 0) {
-				perr(err, errlen, "policy \"%s\": setting \"%s\" is given twice", p->name,
+				str_fmt(err, errlen, "policy \"%s\": setting \"%s\" is given twice", p->name,
 				    s->key);
 				return -1;
 			}
@@ -334,7 +319,7 @@ policy_settings_from_json(struct policy *p, const json_t *settings, char *err, s
 	json_t *item;
 
 	if (!json_is_array(settings)) {
-		perr(err, errlen, "policy \"%s\": settings must be a list of {key, value, locked}",
+		str_fmt(err, errlen, "policy \"%s\": settings must be a list of {key, value, locked}",
 		    p->name);
 		return -1;
 	}
@@ -345,7 +330,7 @@ policy_settings_from_json(struct policy *p, const json_t *settings, char *err, s
 		json_t *l = json_object_get(item, "locked");
 		if (!json_is_object(item) || !json_is_string(k) || v == NULL
 		    || (l != NULL && !json_is_boolean(l))) {
-			perr(err, errlen, "policy \"%s\": settings[%zu] must be {\"key\": string, "
+			str_fmt(err, errlen, "policy \"%s\": settings[%zu] must be {\"key\": string, "
 			    "\"value\": any, \"locked\": bool}", p->name, i);
 			policy_clear(&tmp);
 			return -1;
@@ -353,7 +338,7 @@ policy_settings_from_json(struct policy *p, const json_t *settings, char *err, s
 		const char *key = json_string_value(k);
 		for (size_t j = 0; j < tmp.nsettings; j++)
 			if (strcmp(tmp.settings[j].key, key) == 0) {
-				perr(err, errlen, "policy \"%s\": setting \"%s\" is given twice", p->name, key);
+				str_fmt(err, errlen, "policy \"%s\": setting \"%s\" is given twice", p->name, key);
 				policy_clear(&tmp);
 				return -1;
 			}
@@ -362,7 +347,7 @@ policy_settings_from_json(struct policy *p, const json_t *settings, char *err, s
 		json_decref(copy);
 		if (rc < 0) {
 			if (copy == NULL)
-				perr(err, errlen, "policy \"%s\": out of memory", p->name);
+				str_fmt(err, errlen, "policy \"%s\": out of memory", p->name);
 			policy_clear(&tmp);
 			return -1;
 		}
@@ -407,27 +392,27 @@ policy_local_check(const json_t *local, char *err, size_t errlen)
 	if (local == NULL || json_is_null(local))
 		return 0;
 	if (!json_is_object(local)) {
-		perr(err, errlen, "local settings must be an object {application: {key: value}}");
+		str_fmt(err, errlen, "local settings must be an object {application: {key: value}}");
 		return -1;
 	}
 	json_object_foreach((json_t *)local, app, obj) {
 		if (!app_valid(app)) {
-			perr(err, errlen, "local settings: application \"%.32s\" must be 1-%d characters "
+			str_fmt(err, errlen, "local settings: application \"%.32s\" must be 1-%d characters "
 			    "of a-z 0-9 _ -", app, POLICY_APP_MAX - 1);
 			return -1;
 		}
 		if (!json_is_object(obj)) {
-			perr(err, errlen, "local settings: \"%s\" must be an object {key: value}", app);
+			str_fmt(err, errlen, "local settings: \"%s\" must be an object {key: value}", app);
 			return -1;
 		}
 		if (json_object_size(obj) > POLICY_SETTINGS_MAX) {
-			perr(err, errlen, "local settings: \"%s\" has more than %d settings", app,
+			str_fmt(err, errlen, "local settings: \"%s\" has more than %d settings", app,
 			    POLICY_SETTINGS_MAX);
 			return -1;
 		}
 		json_object_foreach(obj, key, v) {
 			if (!key_valid(key)) {
-				perr(err, errlen, "local settings: \"%s\" key \"%.64s\" must be 1-%d "
+				str_fmt(err, errlen, "local settings: \"%s\" key \"%.64s\" must be 1-%d "
 				    "characters of A-Z a-z 0-9 _ . -", app, key, POLICY_KEY_MAX - 1);
 				return -1;
 			}
@@ -820,14 +805,14 @@ policy_put(struct policy_store *s, const struct policy *p, char *err, size_t err
 	struct policy *old = u64_get(&s->pols, p->id);
 	struct policy *named = hmap_get(s->by_name, p->name);
 	if (named != NULL && named != old) {
-		perr(err, errlen, "policy \"%s\": the name is already used by policy id %llu; "
+		str_fmt(err, errlen, "policy \"%s\": the name is already used by policy id %llu; "
 		    "choose another", p->name, (unsigned long long)named->id);
 		return -1;
 	}
 	if (p->active) {
 		const struct policy *a = active_in(gstate_get(s, p->group_id), p->application, p->kind);
 		if (a != NULL && a != old) {
-			perr(err, errlen, "policy \"%s\": policy \"%s\" is already the active %s %s "
+			str_fmt(err, errlen, "policy \"%s\": policy \"%s\" is already the active %s %s "
 			    "policy of this group; deactivate it first", p->name, a->name,
 			    policy_kind_name(p->kind), p->application);
 			return -1;
@@ -837,7 +822,7 @@ policy_put(struct policy_store *s, const struct policy *p, char *err, size_t err
 	struct gstate *g = gstate_make(s, p->group_id);
 	if (np == NULL || g == NULL || policy_copy(np, p) < 0) {
 		free(np);
-		perr(err, errlen, "policy \"%s\": out of memory", p->name);
+		str_fmt(err, errlen, "policy \"%s\": out of memory", p->name);
 		return -1;
 	}
 	if (glist_add(g, np) < 0)
@@ -864,7 +849,7 @@ policy_put(struct policy_store *s, const struct policy *p, char *err, size_t err
 oom:
 	policy_clear(np);
 	free(np);
-	perr(err, errlen, "policy \"%s\": out of memory", p->name);
+	str_fmt(err, errlen, "policy \"%s\": out of memory", p->name);
 	return -1;
 }
 
@@ -1180,11 +1165,11 @@ policy_document(const struct policy_store *s, const struct group_tree *t, uint64
 	json_t *gdoc, *glocks;
 
 	if (depth < 0) {
-		perr(err, errlen, "group id %llu does not exist", (unsigned long long)group_id);
+		str_fmt(err, errlen, "group id %llu does not exist", (unsigned long long)group_id);
 		return NULL;
 	}
 	if (build_group_doc(s, chain, depth, &gdoc, &glocks) < 0) {
-		perr(err, errlen, "policy document: out of memory");
+		str_fmt(err, errlen, "policy document: out of memory");
 		return NULL;
 	}
 	if (!local_has_settings(local)) {
@@ -1195,7 +1180,7 @@ policy_document(const struct policy_store *s, const struct group_tree *t, uint64
 	json_decref(gdoc);
 	json_decref(glocks);
 	if (d == NULL)
-		perr(err, errlen, "policy document: out of memory");
+		str_fmt(err, errlen, "policy document: out of memory");
 	return d;
 }
 
@@ -1234,14 +1219,14 @@ group_doc(struct policy_store *s, const struct group_tree *t, uint64_t group_id,
 	json_t *doc = NULL, *locks = NULL;
 
 	if (g == NULL) {
-		perr(err, errlen, "policy document: out of memory");
+		str_fmt(err, errlen, "policy document: out of memory");
 		return NULL;
 	}
 	if (cache_valid(s, t, g))
 		return g;
 	int depth = groups_chain(t, group_id, g->chain);
 	if (depth < 0) {
-		perr(err, errlen, "group id %llu does not exist", (unsigned long long)group_id);
+		str_fmt(err, errlen, "group id %llu does not exist", (unsigned long long)group_id);
 		return NULL;
 	}
 	g->depth = depth;
@@ -1249,7 +1234,7 @@ group_doc(struct policy_store *s, const struct group_tree *t, uint64_t group_id,
 	    || policy_hash(doc, g->hash) < 0) {
 		json_decref(doc);
 		json_decref(locks);
-		perr(err, errlen, "policy document: out of memory");
+		str_fmt(err, errlen, "policy document: out of memory");
 		return NULL;
 	}
 	json_decref(g->doc);
@@ -1278,7 +1263,7 @@ policy_host_document(struct policy_store *s, const struct group_tree *t, uint64_
 	json_t *d = host_doc(g->doc, g->locks, local);
 	if (d == NULL || policy_hash(d, hash) < 0) {
 		json_decref(d);
-		perr(err, errlen, "policy document: out of memory");
+		str_fmt(err, errlen, "policy document: out of memory");
 		return -1;
 	}
 	*doc = d;

@@ -29,6 +29,8 @@ int
 str_fmt(char *dst, size_t dstsz, const char *fmt, ...)
 {
 	va_list ap;
+	if (dst == NULL || dstsz == 0)
+		return -1; /* callers may pass no error buffer */
 	va_start(ap, fmt);
 	int n = vsnprintf(dst, dstsz, fmt, ap);
 	va_end(ap);

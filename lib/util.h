@@ -12,7 +12,8 @@
 /* Copies src into dst (size dstsz, NUL-terminated); returns strlen(src), so a
  * result >= dstsz means truncation. */
 size_t str_copy(char *dst, const char *src, size_t dstsz);
-/* snprintf that returns -1 on truncation or error, else the length. */
+/* snprintf that returns -1 on truncation or error, else the length; a NULL
+ * or empty dst writes nothing (and returns -1). */
 int str_fmt(char *dst, size_t dstsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
