@@ -34,34 +34,8 @@ command -v radclient >/dev/null || die "radclient missing (make deps)"
 make --no-print-directory nac >/dev/null 2>&1 || die "make nac failed (run it to see why)"
 make --no-print-directory BUILD="$BUILD" all >/dev/null || die "make all failed"
 
-WORK=$(mktemp -d /tmp/custos-radius-bench.XXXXXX)
-PIDS=()
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	appliance/mariadb.sh stop "$WORK/mariadb" >/dev/null 2>&1 || true
-	rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() {
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-pick_port() { # below the ephemeral range, not in use, not in $*
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		case " $* " in *" $p "*) continue ;; esac
-		port_free "$p" && { echo "$p"; return; }
-	done
-}
+. tests/bench/common.sh
+bench_setup custos-radius-bench
 AGENT_PORT=$(pick_port)
 API_PORT=$(pick_port "$AGENT_PORT")
 CUSTOS_PORT=$(pick_port "$AGENT_PORT" "$API_PORT")

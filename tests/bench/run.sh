@@ -48,34 +48,8 @@ need=$((AGENTS + 512))
     die "open files limit $(ulimit -n) is below $need; raise it (ulimit -n) or set BENCH_AGENTS lower"
 
 # ---- processes and clean-up ----
-WORK=$(mktemp -d /tmp/custos-bench.XXXXXX)
-PIDS=()
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	appliance/mariadb.sh stop "$WORK/mariadb" >/dev/null 2>&1 || true
-	rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() {
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-pick_port() { # below the ephemeral range, not in use, not in $*
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		case " $* " in *" $p "*) continue ;; esac
-		port_free "$p" && { echo "$p"; return; }
-	done
-}
+. tests/bench/common.sh
+bench_setup custos-bench
 # utime + stime of a process and all its threads, in clock ticks
 cpu_ticks() {
 	sed -e 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'

@@ -62,38 +62,14 @@ SNMPD=$(command -v snmpd || echo /usr/sbin/snmpd)
 [ -x "$SIM" ] || make --no-print-directory BUILD="$BUILD" "$SIM" >/dev/null || die "cannot build $SIM"
 
 # ---- processes and clean-up ----
-WORK=$(mktemp -d /tmp/custos-snmpbench.XXXXXX)
-PIDS=()
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup() {
-	local pid
+. tests/bench/common.sh
+bench_setup custos-snmpbench
+# shellcheck disable=SC2317 # called by bench_cleanup
+bench_before_cleanup() { # the walk loop runs outside PIDS
 	touch "$WORK/walk.stop" 2>/dev/null || true
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
 	if [ -s "$WORK/walk.pid" ]; then
 		kill "$(cat "$WORK/walk.pid")" 2>/dev/null || true
 	fi
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	appliance/mariadb.sh stop "$WORK/mariadb" >/dev/null 2>&1 || true
-	rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() { # neither a TCP nor a UDP listener on 127.0.0.1/any
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null &&
-	    [ -z "$(ss -Hlun "sport = :$1" 2>/dev/null)" ]
-}
-pick_port() { # below the ephemeral range, not in use, not in $*
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		case " $* " in *" $p "*) continue ;; esac
-		port_free "$p" && { echo "$p"; return; }
-	done
 }
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { # utime + stime of a process and all its threads
