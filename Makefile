@@ -23,7 +23,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = $(CFLAGS) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 ALL_LDLIBS = -Wl,--as-needed $(LDLIBS) $(PKG_LIBS) -L/usr/lib/freeradius -Wl,-rpath,/usr/lib/freeradius \
-             -lfreeradius-radius -ltalloc -lnetsnmpagent -lnetsnmp -lpthread $(EXTRA_LDFLAGS)
+             -lfreeradius-radius -ltalloc -lpthread $(EXTRA_LDFLAGS)
 DEPFLAGS  = -MMD -MP
 
 LIB_SRC    := $(wildcard lib/*.c)

@@ -11,7 +11,7 @@ PACKAGES=(
 	libmariadb-dev mariadb-server mariadb-client
 	libconfig-dev libjansson-dev libcmocka-dev
 	clamav clamav-daemon clamdscan
-	libsnmp-dev snmpd snmp snmptrapd smitools erlang-snmp
+	snmpd snmp snmptrapd smitools erlang-snmp
 	python3 iproute2 procps
 	freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev eapoltest dpkg-dev
 )

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,6 +74,8 @@ struct fleet {
 	size_t nrecent, recent_next;
 	int db_state;
 	bool db_lost;
+
+	_Atomic int64_t agent_work_ms;   /* mono_ms() of the last agent frame */
 
 	/* notice queue, under lock; notices_on also says a reader is attached */
 	bool notices_on;
@@ -962,4 +965,18 @@ fleet_free(struct fleet *f)
 		close(f->pipe_wr);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
+}
+
+void
+fleet_note_agent_work(struct fleet *f)
+{
+	if (f != NULL)
+		atomic_store_explicit(&f->agent_work_ms, mono_ms(), memory_order_relaxed);
+}
+
+bool
+fleet_agents_busy(const struct fleet *f, int64_t window_ms)
+{
+	int64_t t = atomic_load_explicit(&((struct fleet *)f)->agent_work_ms, memory_order_relaxed);
+	return t != 0 && mono_ms() - t < window_ms;
 }

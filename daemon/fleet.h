@@ -166,4 +166,10 @@ size_t fleet_notices_take(struct fleet *f, struct fleet_notice *out, size_t max,
 /* Readable while notifications wait (drained by fleet_notices_take). */
 int fleet_notice_fd(const struct fleet *f);
 
+/* Agents are being served (main thread, on each frame in and out; cheap).
+ * fleet_agents_busy (any thread): whether that happened within the last
+ * window_ms, so that SNMP walks give way to agents (snmp.c). */
+void fleet_note_agent_work(struct fleet *f);
+bool fleet_agents_busy(const struct fleet *f, int64_t window_ms);
+
 #endif

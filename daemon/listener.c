@@ -77,6 +77,7 @@ conn_send(struct conn *c, json_t *msg)
 	if (frame_encode(bufferevent_get_output(c->bev), msg, c->lis->max_frame, err, sizeof(err)) < 0)
 		log_warnx("agent", "%s: reply not sent: %s", c->peer, err);
 	json_decref(msg);
+	fleet_note_agent_work(c->lis->srv->fleet);
 }
 
 static void
@@ -459,6 +460,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 			conn_close(c);
 			return;
 		}
+		fleet_note_agent_work(c->lis->srv->fleet);
 		/* the handler may close the connection: keep the struct alive */
 		c->refs++;
 		conn_dispatch(c, msg);
@@ -580,6 +582,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	int port = 0;
 	(void)evl;
 	(void)salen;
+	fleet_note_agent_work(l->srv->fleet);
 	if (sa->sa_family == AF_INET) {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
 		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));

@@ -1,31 +1,58 @@
-/* snmp.c — see snmp.h. The AgentX subagent thread: all of Net-SNMP lives
- * in this file, and every Net-SNMP call in it runs on that one thread. What
- * the MIB holds is in snmp_mib.c. */
+/* snmp.c — see snmp.h. The AgentX subagent thread: a session with snmpd
+ * spoken natively (RFC 2741, codec in agentx.c) on one thread that owns
+ * every byte of it. What the MIB holds is in snmp_mib.c.
+ *
+ * Why not Net-SNMP's subagent library: snmpd asks a subagent for one
+ * varbind per AgentX round trip during a walk, and the library spent about
+ * ten system calls on each; here a round trip is one read and one write,
+ * and after answering the thread polls the socket for a short while
+ * (SPIN_US) before it sleeps, so the next request of a walk is taken
+ * without a wake-up. The thread runs at SCHED_IDLE, so that polling only
+ * ever uses CPU time nothing else wants. */
 #include "snmp.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
-#include <unistd.h>
-#include <sys/syscall.h>
-#include <sys/resource.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
-#include <net-snmp/net-snmp-config.h>
-#include <net-snmp/net-snmp-includes.h>
-#include <net-snmp/agent/net-snmp-agent-includes.h>
-#include <net-snmp/agent/agent_callbacks.h>
-
+#include "agentx.h"
 #include "fleet.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
 
 /* custosObjects: the one subtree registered with snmpd */
-static const oid objects_oid[] = { 1, 3, 6, 1, 4, 1, 32473, 1, 1 };
+static const uint32_t objects_oid[] = { 1, 3, 6, 1, 4, 1, 32473, 1, 1 };
+/* custosMIB: the subagent's identity in the Open-PDU */
+static const uint32_t mib_oid[] = { 1, 3, 6, 1, 4, 1, 32473, 1 };
+static const uint32_t snmptrap_oid[] = { 1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0 };
+
+#define IN_CAP (AGENTX_HEADER_LEN + AGENTX_PAYLOAD_MAX)
+#define OUT_CAP (4 * IN_CAP)
+#define PDU_ROOM IN_CAP            /* free output needed before taking a request */
+#define OPEN_TIMEOUT_MS 2000       /* for snmpd's answers to Open and Register */
+#define TICK_MS 200                /* notification pump and reconnect check */
+#ifndef SPIN_US
+#define SPIN_US 200                /* poll for the next request before sleeping */
+#endif
+/* Agents come first: while custosd served an agent within the last
+ * YIELD_WINDOW_MS, the thread waits YIELD_US after each answer instead of
+ * polling, which also holds back the CPU snmpd spends on the walk. */
+#define YIELD_WINDOW_MS 20
+#define YIELD_US 1000
+#define SNMP_TOO_BIG 1
+#define SNMP_GEN_ERR 5
 
 enum nclass { NC_CRITICAL, NC_THREAT, NC_OUTBREAK, NC_DB, NC_COUNT };
 
@@ -45,99 +72,561 @@ struct snmp {
 	double rate, burst, tokens;
 	int64_t refilled_ms;
 
-	/* start handshake */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int init;                 /* 0 running, 1 done, -1 failed */
-	char init_err[256];
-
 	/* SNMP thread only */
+	int fd;                   /* the AgentX session, -1 when none */
 	bool connected, ever_connected, told_absent;
+	uint32_t session, packet;
+	int64_t next_try_ms, last_heard_ms, ping_sent_ms;
+	uint32_t ping_packet;
+	uint8_t *in, *out;
+	size_t in_len, out_len;
 	struct pending pending[NC_COUNT];
 	uint64_t dropped[FLEET_NOTICE_KINDS];
 	size_t rr;
-	uint64_t sent, coalesced;
+	uint64_t sent, coalesced, requests, yields;
 };
 
-static atomic_bool running;   /* Net-SNMP keeps global state: one subagent per process */
-/* Net-SNMP frees callback arguments at shutdown, so the callbacks find the
- * subagent here instead; set and read on the SNMP thread only. */
-static struct snmp *agent;
+static atomic_bool running;   /* one subagent per process */
 
-static const oid snmptrap_oid[] = { 1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0 };
-
-static size_t
-to_oid(const uint32_t *in, size_t len, oid *out)
+static int64_t
+mono_us(void)
 {
-	for (size_t i = 0; i < len; i++)
-		out[i] = in[i];
-	return len;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void
-var_set(netsnmp_variable_list *var, const struct snmp_answer *a)
+put_answer(struct agentx_writer *w, const uint32_t *name, size_t len, const struct snmp_answer *a)
 {
 	switch (a->type) {
-	case SNMP_ANS_INTEGER: {
-		long v = (long)a->num;
-		snmp_set_var_typed_value(var, ASN_INTEGER, &v, sizeof(v));
+	case SNMP_ANS_INTEGER:
+		agentx_put_varbind_head(w, AGENTX_V_INTEGER, name, len);
+		agentx_put_u32(w, (uint32_t)(int32_t)(int64_t)a->num);
 		break;
-	}
 	case SNMP_ANS_STRING:
-		snmp_set_var_typed_value(var, ASN_OCTET_STR, a->buf, a->len);
+		agentx_put_varbind_head(w, AGENTX_V_OCTETS, name, len);
+		agentx_put_octets(w, a->buf, a->len);
 		break;
 	case SNMP_ANS_UNSIGNED:
 	case SNMP_ANS_GAUGE:
-	case SNMP_ANS_TIMETICKS: {
-		u_long v = (u_long)a->num;
-		u_char t = a->type == SNMP_ANS_UNSIGNED ? ASN_UNSIGNED :
-		    a->type == SNMP_ANS_GAUGE ? ASN_GAUGE : ASN_TIMETICKS;
-		snmp_set_var_typed_value(var, t, &v, sizeof(v));
+		agentx_put_varbind_head(w, AGENTX_V_GAUGE32, name, len);
+		agentx_put_u32(w, (uint32_t)a->num);
 		break;
-	}
-	case SNMP_ANS_COUNTER64: {
-		struct counter64 c = { .high = (u_long)(a->num >> 32), .low = (u_long)(a->num & 0xffffffffu) };
-		snmp_set_var_typed_value(var, ASN_COUNTER64, &c, sizeof(c));
+	case SNMP_ANS_TIMETICKS:
+		agentx_put_varbind_head(w, AGENTX_V_TIMETICKS, name, len);
+		agentx_put_u32(w, (uint32_t)a->num);
 		break;
-	}
+	case SNMP_ANS_COUNTER64:
+		agentx_put_varbind_head(w, AGENTX_V_COUNTER64, name, len);
+		agentx_put_u64(w, a->num);
+		break;
 	}
 }
 
-static int
-mib_handler(netsnmp_mib_handler *handler, netsnmp_handler_registration *reginfo,
-    netsnmp_agent_request_info *reqinfo, netsnmp_request_info *requests)
+/* ---- the session: bytes in and out ---- */
+
+static void
+session_close(struct snmp *s, const char *why)
 {
-	struct snmp *s = handler->myvoid;
-	(void)reginfo;
-	if (reqinfo->mode != MODE_GET && reqinfo->mode != MODE_GETNEXT)
-		return SNMP_ERR_NOERROR;
+	if (s->fd < 0)
+		return;
+	close(s->fd);
+	s->fd = -1;
+	s->in_len = 0;
+	s->out_len = 0;
+	s->next_try_ms = mono_ms() + (int64_t)s->reconnect * 1000;
+	if (s->connected && !s->told_absent)
+		log_warnx("snmp", "lost the AgentX session with snmpd at %s (%s); trying again every %d s",
+		    s->socket, why, s->reconnect);
+	if (s->connected)
+		s->told_absent = true;
+	s->connected = false;
+}
+
+/* Writes what waits; false when the session broke. */
+static bool
+flush_out(struct snmp *s)
+{
+	size_t off = 0;
+	while (off < s->out_len) {
+		ssize_t n = send(s->fd, s->out + off, s->out_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		session_close(s, n < 0 ? strerror(errno) : "closed");
+		return false;
+	}
+	if (off > 0) {
+		memmove(s->out, s->out + off, s->out_len - off);
+		s->out_len -= off;
+	}
+	return true;
+}
+
+static void
+out_writer(struct snmp *s, struct agentx_writer *w)
+{
+	agentx_writer_init(w, s->out + s->out_len, OUT_CAP - s->out_len);
+}
+
+static void
+out_commit(struct snmp *s, const struct agentx_writer *w)
+{
+	if (!w->overflow)
+		s->out_len += w->len;
+}
+
+/* ---- requests from snmpd ---- */
+
+static size_t
+clip(const struct agentx_oid *o, uint32_t *req)
+{
+	/* longer names never equal an instance; cutting keeps the order */
+	size_t len = o->len < SNMP_OID_MAX ? o->len : SNMP_OID_MAX;
+	memcpy(req, o->sub, len * sizeof(*req));
+	return len;
+}
+
+/* One GetNext search range: the first instance in [start, end). */
+static void
+put_next(struct agentx_writer *w, const struct fleet_snapshot *snap, int64_t now,
+    const struct agentx_oid *start, const struct agentx_oid *end, struct agentx_oid *found)
+{
+	uint32_t req[SNMP_OID_MAX], out[SNMP_OID_MAX];
+	size_t len = clip(start, req), outlen = 0;
+	struct snmp_answer a;
+	enum snmp_found f = SNMP_END_OF_VIEW;
+	if (start->include)
+		f = snmp_resolve(snap, now, req, len, false, out, &outlen, &a);
+	if (f != SNMP_FOUND)
+		f = snmp_resolve(snap, now, req, len, true, out, &outlen, &a);
+	if (f == SNMP_FOUND && (end->len == 0 ||
+	    agentx_oid_cmp(out, outlen, end->sub, end->len) < 0)) {
+		put_answer(w, out, outlen, &a);
+		if (found != NULL) {
+			memcpy(found->sub, out, outlen * sizeof(*out));
+			found->len = outlen;
+			found->include = false;
+		}
+		return;
+	}
+	agentx_put_varbind_head(w, AGENTX_V_END_OF_MIB_VIEW, start->sub, start->len);
+	if (found != NULL) {
+		*found = *start;
+		found->len = 0;          /* no further repetitions */
+	}
+}
+
+static void
+put_get(struct agentx_writer *w, const struct fleet_snapshot *snap, int64_t now,
+    const struct agentx_oid *o)
+{
+	uint32_t req[SNMP_OID_MAX], out[SNMP_OID_MAX];
+	size_t len = clip(o, req), outlen = 0;
+	struct snmp_answer a;
+	enum snmp_found f = o->len > SNMP_OID_MAX ? SNMP_NO_INSTANCE :
+	    snmp_resolve(snap, now, req, len, false, out, &outlen, &a);
+	if (f == SNMP_FOUND)
+		put_answer(w, o->sub, o->len, &a);
+	else
+		agentx_put_varbind_head(w, f == SNMP_NO_INSTANCE ? AGENTX_V_NO_SUCH_INSTANCE :
+		    AGENTX_V_NO_SUCH_OBJECT, o->sub, o->len);
+}
+
+/* GetBulk (RFC 2741 7.2.3.2); snmpd itself turns bulk requests into
+ * GetNexts, but the PDU is part of the protocol. Repetitions stop where the
+ * response would grow past one PDU. */
+static bool
+put_bulk(struct agentx_writer *w, struct agentx_reader *r,
+    const struct agentx_header *h, const struct fleet_snapshot *snap, int64_t now)
+{
+	enum { RANGES_MAX = 64 };
+	struct agentx_oid *start = malloc(2 * RANGES_MAX * sizeof(*start));
+	if (start == NULL)
+		return false;
+	struct agentx_oid *end = start + RANGES_MAX;
+	uint16_t nonrep = agentx_get_u16(r), maxrep = agentx_get_u16(r);
+	size_t n = 0;
+	while (!r->bad && r->off < r->len && n < RANGES_MAX) {
+		agentx_get_range(r, &start[n], &end[n]);
+		n++;
+	}
+	if (r->bad || r->off < r->len) {
+		free(start);
+		return false;
+	}
+	agentx_put_response_head(w, h, 0, 0);
+	size_t i = 0;
+	for (; i < n && i < nonrep; i++)
+		put_next(w, snap, now, &start[i], &end[i], NULL);
+	for (uint16_t rep = 0; rep < maxrep && !w->overflow && n > i; rep++) {
+		size_t mark = w->len;
+		bool any = false;
+		for (size_t j = i; j < n; j++) {
+			struct agentx_oid next;
+			put_next(w, snap, now, &start[j], &end[j], &next);
+			/* past the end the range keeps answering endOfMibView */
+			if (next.len > 0) {
+				any = true;
+				start[j] = next;
+			}
+		}
+		if (w->overflow) {
+			/* drop the repetition that did not fit */
+			w->overflow = false;
+			w->len = mark;
+			break;
+		}
+		if (!any)
+			break;
+	}
+	free(start);
+	return true;
+}
+
+static void
+respond_error(struct snmp *s, const struct agentx_header *h, uint16_t error, uint16_t index)
+{
+	struct agentx_writer w;
+	out_writer(s, &w);
+	agentx_put_response_head(&w, h, error, index);
+	agentx_pdu_end(&w);
+	out_commit(s, &w);
+}
+
+/* Get, GetNext and GetBulk; false on a malformed PDU. */
+static bool
+serve_read(struct snmp *s, const struct agentx_header *h, struct agentx_reader *r)
+{
 	const struct fleet_snapshot *snap = fleet_acquire(s->fleet);
 	int64_t now = now_s();
-	for (netsnmp_request_info *r = requests; r; r = r->next) {
-		netsnmp_variable_list *var = r->requestvb;
-		uint32_t req[SNMP_OID_MAX], out[SNMP_OID_MAX];
-		oid name[SNMP_OID_MAX];
-		size_t len = 0, outlen = 0;
-		struct snmp_answer a;
-		if (r->processed)
-			continue;
-		/* longer names never equal an instance; cutting keeps the order */
-		for (; len < var->name_length && len < SNMP_OID_MAX; len++)
-			req[len] = var->name[len] > UINT32_MAX ? UINT32_MAX : (uint32_t)var->name[len];
-		enum snmp_found f = snmp_resolve(snap, now, req, len, reqinfo->mode == MODE_GETNEXT,
-		    out, &outlen, &a);
-		if (f == SNMP_FOUND) {
-			if (reqinfo->mode == MODE_GETNEXT)
-				snmp_set_var_objid(var, name, to_oid(out, outlen, name));
-			var_set(var, &a);
-		} else if (reqinfo->mode == MODE_GET) {
-			netsnmp_set_request_error(reqinfo, r,
-			    f == SNMP_NO_INSTANCE ? SNMP_NOSUCHINSTANCE : SNMP_NOSUCHOBJECT);
+	struct agentx_writer w;
+	bool ok = true;
+	out_writer(s, &w);
+	if (w.cap > PDU_ROOM)
+		w.cap = PDU_ROOM;
+	if (h->type == AGENTX_GETBULK) {
+		ok = put_bulk(&w, r, h, snap, now);
+	} else {
+		agentx_put_response_head(&w, h, 0, 0);
+		while (!r->bad && r->off < r->len) {
+			struct agentx_oid start, end;
+			if (!agentx_get_range(r, &start, &end))
+				break;
+			if (h->type == AGENTX_GET)
+				put_get(&w, snap, now, &start);
+			else
+				put_next(&w, snap, now, &start, &end, NULL);
 		}
-		/* GETNEXT past our last instance: the agent moves to the next subtree */
+		ok = !r->bad;
 	}
 	fleet_release(s->fleet, snap);
-	return SNMP_ERR_NOERROR;
+	if (!ok)
+		return false;
+	if (w.overflow) {
+		respond_error(s, h, SNMP_TOO_BIG, 0);
+		return true;
+	}
+	agentx_pdu_end(&w);
+	out_commit(s, &w);
+	s->requests++;
+	return true;
+}
+
+static void
+on_response(struct snmp *s, const struct agentx_header *h, struct agentx_reader *r)
+{
+	(void)agentx_get_u32(r);
+	uint16_t error = agentx_get_u16(r);
+	if (h->packet == s->ping_packet && s->ping_sent_ms != 0) {
+		s->ping_sent_ms = 0;
+		return;
+	}
+	if (error != 0)
+		log_warnx("snmp", "snmpd refused packet %u (AgentX error %u)", (unsigned)h->packet,
+		    (unsigned)error);
+}
+
+/* Handles one PDU from snmpd; false when the session must end. */
+static bool
+handle(struct snmp *s, const struct agentx_header *h, const uint8_t *payload)
+{
+	struct agentx_reader r;
+	char tn[16];
+	agentx_reader_init(&r, h, payload);
+	s->last_heard_ms = mono_ms();
+	if (h->type == AGENTX_RESPONSE) {
+		on_response(s, h, &r);
+		return true;
+	}
+	if (h->type == AGENTX_CLOSE) {
+		session_close(s, "snmpd closed it");
+		return false;
+	}
+	if (h->session != s->session) {
+		respond_error(s, h, AGENTX_ERR_NOT_OPEN, 0);
+		return true;
+	}
+	if ((h->flags & AGENTX_FLAG_NON_DEFAULT_CONTEXT) != 0) {
+		if (!agentx_skip_octets(&r))
+			goto bad;
+		if (h->type != AGENTX_CLEANUPSET)
+			respond_error(s, h, AGENTX_ERR_UNSUPPORTED_CONTEXT, 0);
+		return true;
+	}
+	switch (h->type) {
+	case AGENTX_GET:
+	case AGENTX_GETNEXT:
+	case AGENTX_GETBULK:
+		if (!serve_read(s, h, &r))
+			goto bad;
+		return true;
+	case AGENTX_TESTSET:
+		/* CUSTOS-MIB is read-only */
+		respond_error(s, h, AGENTX_ERR_NOT_WRITABLE, 1);
+		return true;
+	case AGENTX_CLEANUPSET:
+		return true;
+	default:
+		log_debug("snmp", "snmpd sent an AgentX %s, which a read-only subagent does not handle",
+		    agentx_type_name(h->type, tn, sizeof(tn)));
+		respond_error(s, h, AGENTX_ERR_PROCESSING, 0);
+		return true;
+	}
+bad:
+	log_warnx("snmp", "malformed AgentX %s from snmpd; closing the session",
+	    agentx_type_name(h->type, tn, sizeof(tn)));
+	struct agentx_writer w;
+	out_writer(s, &w);
+	agentx_put_close(&w, s->session, ++s->packet, AGENTX_CLOSE_PARSE_ERROR);
+	out_commit(s, &w);
+	flush_out(s);
+	session_close(s, "malformed PDU");
+	return false;
+}
+
+/* Reads what snmpd sent and handles every whole PDU; returns how many
+ * requests were answered, or -1 when the session ended. */
+static int
+serve(struct snmp *s)
+{
+	int handled = 0;
+	for (;;) {
+		ssize_t n = recv(s->fd, s->in + s->in_len, IN_CAP - s->in_len, MSG_DONTWAIT);
+		if (n == 0) {
+			session_close(s, "snmpd closed the connection");
+			return -1;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			session_close(s, strerror(errno));
+			return -1;
+		}
+		s->in_len += (size_t)n;
+		size_t off = 0;
+		for (;;) {
+			struct agentx_header h;
+			enum agentx_parse p = agentx_header_read(s->in + off, s->in_len - off, &h);
+			if (p == AGENTX_PARSE_BAD) {
+				log_warnx("snmp", "snmpd sent something that is not AgentX; closing the session");
+				session_close(s, "protocol error");
+				return -1;
+			}
+			if (p == AGENTX_PARSE_SHORT || s->in_len - off < AGENTX_HEADER_LEN + h.length)
+				break;
+			if (OUT_CAP - s->out_len < PDU_ROOM && !flush_out(s))
+				return -1;
+			if (OUT_CAP - s->out_len < PDU_ROOM)
+				break;    /* snmpd does not read: wait for POLLOUT */
+			if (!handle(s, &h, s->in + off + AGENTX_HEADER_LEN))
+				return -1;
+			off += AGENTX_HEADER_LEN + h.length;
+			handled++;
+		}
+		if (off > 0) {
+			memmove(s->in, s->in + off, s->in_len - off);
+			s->in_len -= off;
+		}
+		if (!flush_out(s))
+			return -1;
+		if (s->in_len == IN_CAP)
+			break;        /* output is blocked; POLLOUT resumes */
+	}
+	return handled;
+}
+
+/* ---- opening the session ---- */
+
+static int
+connect_socket(const char *spec, char *err, size_t errlen)
+{
+	int fd;
+	if (strncmp(spec, "tcp:", 4) == 0) {
+		char host[256];
+		const char *hp = spec + 4, *colon = strrchr(hp, ':');
+		if (colon == NULL || (size_t)(colon - hp) >= sizeof(host)) {
+			str_fmt(err, errlen, "%s: expected tcp:HOST:PORT", spec);
+			return -1;
+		}
+		memcpy(host, hp, (size_t)(colon - hp));
+		host[colon - hp] = '\0';
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+		int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+		if (rc != 0) {
+			str_fmt(err, errlen, "%s: %s", spec, gai_strerror(rc));
+			return -1;
+		}
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			int soerr = errno;
+			socklen_t sl = sizeof(soerr);
+			if (errno == EINPROGRESS && poll(&p, 1, OPEN_TIMEOUT_MS) == 1)
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+			else if (errno == EINPROGRESS)
+				soerr = ETIMEDOUT;
+			if (soerr != 0) {
+				str_fmt(err, errlen, "%s: %s", spec, strerror(soerr));
+				close(fd);
+				fd = -1;
+			}
+		} else if (fd < 0) {
+			str_fmt(err, errlen, "%s: %s", spec, strerror(errno));
+		}
+		freeaddrinfo(ai);
+		return fd;
+	}
+	const char *path = strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	if (str_copy(sun.sun_path, path, sizeof(sun.sun_path)) >= sizeof(sun.sun_path)) {
+		str_fmt(err, errlen, "%s: the socket path is too long", spec);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		str_fmt(err, errlen, "%s: %s", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Sends what was written and waits for the Response to packet; returns its
+ * res.error, or -1 (err set) when snmpd does not answer. Requests that
+ * arrive meanwhile cannot: the session is not registered yet. */
+static int
+exchange(struct snmp *s, uint32_t packet, uint32_t *session, char *err, size_t errlen)
+{
+	int64_t deadline = mono_ms() + OPEN_TIMEOUT_MS;
+	while (s->out_len > 0) {
+		if (!flush_out(s)) {
+			str_fmt(err, errlen, "snmpd closed the connection");
+			return -1;
+		}
+		if (s->out_len > 0) {
+			struct pollfd p = { .fd = s->fd, .events = POLLOUT };
+			if (poll(&p, 1, 100) < 0 && errno != EINTR)
+				break;
+		}
+	}
+	for (;;) {
+		struct agentx_header h;
+		enum agentx_parse pr = agentx_header_read(s->in, s->in_len, &h);
+		if (pr == AGENTX_PARSE_BAD) {
+			str_fmt(err, errlen, "snmpd answered with something that is not AgentX");
+			return -1;
+		}
+		if (pr == AGENTX_PARSE_OK && s->in_len >= AGENTX_HEADER_LEN + h.length) {
+			struct agentx_reader r;
+			agentx_reader_init(&r, &h, s->in + AGENTX_HEADER_LEN);
+			(void)agentx_get_u32(&r);
+			uint16_t error = agentx_get_u16(&r);
+			bool mine = h.type == AGENTX_RESPONSE && h.packet == packet && !r.bad;
+			size_t used = AGENTX_HEADER_LEN + h.length;
+			memmove(s->in, s->in + used, s->in_len - used);
+			s->in_len -= used;
+			if (!mine)
+				continue;
+			if (session != NULL)
+				*session = h.session;
+			return error;
+		}
+		int left = (int)(deadline - mono_ms());
+		struct pollfd p = { .fd = s->fd, .events = POLLIN };
+		if (left <= 0 || atomic_load(&s->stop)) {
+			str_fmt(err, errlen, "snmpd did not answer within %d ms", OPEN_TIMEOUT_MS);
+			return -1;
+		}
+		if (poll(&p, 1, left) < 0 && errno != EINTR) {
+			str_fmt(err, errlen, "poll: %s", strerror(errno));
+			return -1;
+		}
+		ssize_t n = recv(s->fd, s->in + s->in_len, IN_CAP - s->in_len, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			str_fmt(err, errlen, "snmpd closed the connection");
+			return -1;
+		}
+		if (n > 0)
+			s->in_len += (size_t)n;
+	}
+}
+
+/* Connects, opens a session and registers custosObjects. */
+static int
+session_open(struct snmp *s, char *err, size_t errlen)
+{
+	struct agentx_writer w;
+	s->fd = connect_socket(s->socket, err, errlen);
+	if (s->fd < 0)
+		return -1;
+	s->in_len = s->out_len = 0;
+	s->ping_sent_ms = 0;
+	out_writer(s, &w);
+	agentx_put_open(&w, ++s->packet, 0, mib_oid, ARRAY_LEN(mib_oid), "custosd CUSTOS-MIB subagent");
+	out_commit(s, &w);
+	int rc = exchange(s, s->packet, &s->session, err, errlen);
+	if (rc != 0) {
+		if (rc > 0)
+			str_fmt(err, errlen, "snmpd refused to open an AgentX session (error %d)", rc);
+		goto fail;
+	}
+	out_writer(s, &w);
+	agentx_put_register(&w, s->session, ++s->packet, 0, 127, objects_oid, ARRAY_LEN(objects_oid));
+	out_commit(s, &w);
+	rc = exchange(s, s->packet, NULL, err, errlen);
+	if (rc == AGENTX_ERR_DUPLICATE_REGISTRATION) {
+		str_fmt(err, errlen, "another subagent already serves custosObjects (is a second "
+		    "custosd using this snmpd?)");
+		goto fail;
+	}
+	if (rc != 0) {
+		if (rc > 0)
+			str_fmt(err, errlen, "snmpd refused to register CUSTOS-MIB (AgentX error %d)", rc);
+		goto fail;
+	}
+	s->connected = true;
+	s->last_heard_ms = mono_ms();
+	if (s->ever_connected)
+		log_info("snmp", "snmpd is back: CUSTOS-MIB registered again at %s", s->socket);
+	else
+		log_info("snmp", "CUSTOS-MIB registered with snmpd at %s", s->socket);
+	s->ever_connected = true;
+	s->told_absent = false;
+	return 0;
+fail:
+	close(s->fd);
+	s->fd = -1;
+	return -1;
 }
 
 /* ---- notifications ---- */
@@ -159,25 +648,27 @@ send_notice(struct snmp *s, const struct fleet_notice *n, uint64_t count)
 {
 	struct snmp_varbind vb[SNMP_NOTICE_VARBINDS];
 	uint32_t trap[SNMP_OID_MAX];
-	oid o[SNMP_OID_MAX], trap_oid[SNMP_OID_MAX];
 	size_t traplen, nvb = snmp_notice_varbinds(n, count, trap, &traplen, vb, ARRAY_LEN(vb));
-	netsnmp_variable_list *vars = NULL;
+	struct agentx_writer w;
 
-	/* snmpTrapOID.0 first; send_v2trap puts sysUpTime.0 before it */
-	if (snmp_varlist_add_variable(&vars, snmptrap_oid, OID_LENGTH(snmptrap_oid), ASN_OBJECT_ID,
-	    trap_oid, to_oid(trap, traplen, trap_oid) * sizeof(oid)) == NULL)
+	if (OUT_CAP - s->out_len < PDU_ROOM && !flush_out(s))
 		return;
-	for (size_t i = 0; i < nvb; i++) {
-		netsnmp_variable_list *v = snmp_varlist_add_variable(&vars, o,
-		    to_oid(vb[i].oid, vb[i].len, o), ASN_NULL, NULL, 0);
-		if (v == NULL) {
-			snmp_free_varbind(vars);
-			return;
-		}
-		var_set(v, &vb[i].a);
+	out_writer(s, &w);
+	/* snmpTrapOID.0 first; snmpd puts its sysUpTime.0 before it */
+	agentx_pdu_begin(&w, AGENTX_NOTIFY, 0, s->session, 0, ++s->packet);
+	agentx_put_varbind_head(&w, AGENTX_V_OID, snmptrap_oid, ARRAY_LEN(snmptrap_oid));
+	agentx_put_oid(&w, trap, traplen, false);
+	for (size_t i = 0; i < nvb; i++)
+		put_answer(&w, vb[i].oid, vb[i].len, &vb[i].a);
+	agentx_pdu_end(&w);
+	if (w.overflow) {
+		log_warnx("snmp", "notification %u does not fit an AgentX PDU; dropped",
+		    (unsigned)trap[traplen - 1]);
+		return;
 	}
-	send_v2trap(vars);
-	snmp_free_varbind(vars);
+	out_commit(s, &w);
+	if (!flush_out(s))
+		return;
 	s->sent++;
 	if (count > 1)
 		log_debug("snmp", "notification %u stands for %llu occurrences", (unsigned)trap[traplen - 1],
@@ -256,136 +747,71 @@ pump(struct snmp *s)
 	}
 }
 
-static void
-on_notice_fd(int fd, void *arg)
-{
-	(void)fd;
-	pump(arg);
-}
+/* ---- the thread ---- */
 
 static void
-on_alarm(unsigned int reg, void *arg)
+ping(struct snmp *s)
 {
-	(void)reg;
-	pump(arg);
+	int64_t now = mono_ms(), every = (int64_t)s->reconnect * 1000;
+	if (s->ping_sent_ms != 0) {
+		/* a master that stops answering is as gone as one that closed */
+		if (now - s->ping_sent_ms > (every > 5000 ? every : 5000))
+			session_close(s, "snmpd stopped answering pings");
+		return;
+	}
+	if (now - s->last_heard_ms < every)
+		return;
+	struct agentx_writer w;
+	if (OUT_CAP - s->out_len < PDU_ROOM)
+		return;
+	out_writer(s, &w);
+	s->ping_packet = ++s->packet;
+	agentx_put_ping(&w, s->session, s->ping_packet);
+	out_commit(s, &w);
+	s->ping_sent_ms = now;
+	flush_out(s);
 }
 
-/* ---- Net-SNMP glue ---- */
-
-static int
-on_log(int major, int minor, void *serverarg, void *clientarg)
+static void
+try_connect(struct snmp *s)
 {
-	const struct snmp_log_message *m = serverarg;
-	char msg[512];
-	(void)major;
-	(void)minor;
-	(void)clientarg;
-	if (m == NULL || m->msg == NULL)
-		return 0;
-	str_copy(msg, m->msg, sizeof(msg));
-	msg[strcspn(msg, "\n")] = '\0';
-	if (msg[0] == '\0')
-		return 0;
-	if (m->priority <= LOG_WARNING)
-		log_warnx("snmp", "net-snmp: %s", msg);
-	else
-		log_debug("snmp", "net-snmp: %s", msg);
-	return 0;
-}
-
-static int
-on_session(int major, int minor, void *serverarg, void *clientarg)
-{
-	struct snmp *s = agent;
-	(void)major;
-	(void)serverarg;
-	(void)clientarg;
-	if (s == NULL)
-		return 0;
-	if (minor == SNMPD_CALLBACK_INDEX_START) {
-		s->connected = true;
-		if (s->ever_connected)
-			log_info("snmp", "snmpd is back: CUSTOS-MIB registered again at %s", s->socket);
-		else
-			log_info("snmp", "CUSTOS-MIB registered with snmpd at %s", s->socket);
-		s->ever_connected = true;
-		s->told_absent = false;
-	} else if (minor == SNMPD_CALLBACK_INDEX_STOP) {
-		s->connected = false;
-		if (!s->told_absent)
-			log_warnx("snmp", "lost the AgentX session with snmpd (%s); trying again every %d s",
-			    s->socket, s->reconnect);
+	char err[256];
+	if (mono_ms() < s->next_try_ms)
+		return;
+	if (session_open(s, err, sizeof(err)) == 0) {
+		pump(s);
+		return;
+	}
+	s->next_try_ms = mono_ms() + (int64_t)s->reconnect * 1000;
+	if (!s->told_absent) {
+		log_warnx("snmp", "cannot reach snmpd's AgentX socket (%s); is snmpd running with "
+		    "\"master agentx\" and \"agentXSocket %s\"? custosd runs on and tries again "
+		    "every %d s", err, s->socket, s->reconnect);
 		s->told_absent = true;
+	} else {
+		log_debug("snmp", "snmpd still unreachable: %s", err);
 	}
-	return 0;
 }
 
-static int
-agent_setup(struct snmp *s, char *err, size_t errlen)
-{
-	/* Alarms run from our loop, never from SIGALRM on whatever thread. */
-	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_ALARM_DONT_USE_SIG, 1);
-	/* custosd.conf is the only configuration; no state under /var/lib/snmp. */
-	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DONT_READ_CONFIGS, 1);
-	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DONT_PERSIST_STATE, 1);
-	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DISABLE_PERSISTENT_LOAD, 1);
-	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DISABLE_PERSISTENT_SAVE, 1);
-	/* We say ourselves, once, that snmpd cannot be reached. */
-	netsnmp_ds_set_boolean(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_NO_CONNECTION_WARNINGS, 1);
-
-	/* custosd reads no MIB files: the default list would only fill the log
-	 * with modules Debian does not ship */
-	netsnmp_config_remember((char *)"mibs :");
-	snmp_disable_log();
-	if (snmp_register_callback(SNMP_CALLBACK_LIBRARY, SNMP_CALLBACK_LOGGING, on_log, NULL) !=
-	    SNMPERR_SUCCESS) {
-		str_fmt(err, errlen, "snmp: could not route Net-SNMP's messages to the log");
-		return -1;
-	}
-	snmp_enable_calllog();
-
-	netsnmp_enable_subagent();
-	if (init_agent("custosd") != 0) {
-		str_fmt(err, errlen, "snmp: Net-SNMP could not initialise the subagent");
-		return -1;
-	}
-	/* after init_agent, which sets its own defaults (a 15 s ping) */
-	netsnmp_ds_set_string(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_X_SOCKET, s->socket);
-	netsnmp_ds_set_int(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_AGENTX_PING_INTERVAL, s->reconnect);
-	netsnmp_handler_registration *reg = netsnmp_create_handler_registration("custosObjects",
-	    mib_handler, objects_oid, OID_LENGTH(objects_oid), HANDLER_CAN_RONLY);
-	if (reg == NULL) {
-		str_fmt(err, errlen, "snmp: out of memory registering CUSTOS-MIB");
-		return -1;
-	}
-	reg->handler->myvoid = s;
-	if (netsnmp_register_handler(reg) != MIB_REGISTERED_OK) {
-		str_fmt(err, errlen, "snmp: could not register CUSTOS-MIB's objects");
-		return -1;
-	}
-	agent = s;
-	if (snmp_register_callback(SNMP_CALLBACK_APPLICATION, SNMPD_CALLBACK_INDEX_START, on_session,
-	    NULL) != SNMPERR_SUCCESS || snmp_register_callback(SNMP_CALLBACK_APPLICATION,
-	    SNMPD_CALLBACK_INDEX_STOP, on_session, NULL) != SNMPERR_SUCCESS) {
-		str_fmt(err, errlen, "snmp: could not watch the AgentX session");
-		return -1;
-	}
-	struct timeval tick = { 0, 200000 };
-	if (snmp_alarm_register_hr(tick, SA_REPEAT, on_alarm, s) == 0 ||
-	    register_readfd(fleet_notice_fd(s->fleet), on_notice_fd, s) != FD_REGISTERED_OK) {
-		str_fmt(err, errlen, "snmp: could not set up the notification timer");
-		return -1;
-	}
-	return 0;
-}
-
+/* Right after an answer the next request of a walk is microseconds away:
+ * take it without going to sleep. */
 static void
-init_report(struct snmp *s, int state)
+spin(struct snmp *s)
 {
-	pthread_mutex_lock(&s->lock);
-	s->init = state;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	int64_t until = mono_us() + SPIN_US;
+	while (s->fd >= 0 && !atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		int n = serve(s);
+		if (n < 0)
+			return;
+		if (n > 0 && fleet_agents_busy(s->fleet, YIELD_WINDOW_MS))
+			return;
+		if (n > 0)
+			until = mono_us() + SPIN_US;
+		else if (mono_us() >= until)
+			return;
+		else
+			sched_yield();
+	}
 }
 
 static void *
@@ -399,28 +825,79 @@ snmp_thread(void *arg)
 	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0 &&
 	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
 		log_debug("snmp", "could not lower the SNMP thread's priority");
-	if (agent_setup(s, s->init_err, sizeof(s->init_err)) < 0) {
-		init_report(s, -1);
-		return NULL;
-	}
-	init_report(s, 1);
-	/* reads no files (DONT_READ_CONFIGS) and connects to snmpd */
-	init_snmp("custosd");
-	if (!s->connected) {
-		log_warnx("snmp", "cannot reach snmpd's AgentX socket %s (is snmpd running with "
-		    "\"master agentx\" and \"agentXSocket %s\"?); custosd runs on and tries again "
-		    "every %d s", s->socket, s->socket, s->reconnect);
-		s->told_absent = true;
-	}
 	pump(s);
-	while (!atomic_load(&s->stop))
-		agent_check_and_process(1);
-	unregister_readfd(fleet_notice_fd(s->fleet));
-	snmp_shutdown("custosd");
-	agent = NULL;
-	log_info("snmp", "subagent stopped (%llu notification(s) sent, %llu coalesced)",
-	    (unsigned long long)s->sent, (unsigned long long)s->coalesced);
+	while (!atomic_load(&s->stop)) {
+		if (s->fd < 0)
+			try_connect(s);
+		struct pollfd p[2] = {
+			{ .fd = fleet_notice_fd(s->fleet), .events = POLLIN },
+			{ .fd = s->fd, .events = (short)(POLLIN | (s->out_len > 0 ? POLLOUT : 0)) },
+		};
+		int timeout = TICK_MS;
+		if (s->fd < 0) {
+			int64_t left = s->next_try_ms - mono_ms();
+			timeout = left < 0 ? 0 : left < TICK_MS ? (int)left : TICK_MS;
+		}
+		int n = poll(p, s->fd >= 0 ? 2 : 1, timeout);
+		if (n < 0 && errno != EINTR) {
+			log_warnx("snmp", "poll: %s", strerror(errno));
+			sleep(1);
+			continue;
+		}
+		if (s->fd >= 0 && (p[1].revents & POLLOUT))
+			flush_out(s);
+		if (s->fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && serve(s) > 0) {
+			if (fleet_agents_busy(s->fleet, YIELD_WINDOW_MS)) {
+				struct timespec ts = { 0, YIELD_US * 1000L };
+				s->yields++;
+				nanosleep(&ts, NULL);
+			} else {
+				spin(s);
+			}
+		}
+		pump(s);
+		if (s->fd >= 0)
+			ping(s);
+	}
+	if (s->fd >= 0) {
+		struct agentx_writer w;
+		out_writer(s, &w);
+		agentx_put_close(&w, s->session, ++s->packet, AGENTX_CLOSE_SHUTDOWN);
+		out_commit(s, &w);
+		flush_out(s);
+		s->connected = false;
+		session_close(s, "shutdown");
+	}
+	log_info("snmp", "subagent stopped (%llu request(s) answered, %llu of them paced for agents; "
+	    "%llu notification(s) sent, %llu coalesced)", (unsigned long long)s->requests,
+	    (unsigned long long)s->yields, (unsigned long long)s->sent,
+	    (unsigned long long)s->coalesced);
 	return NULL;
+}
+
+static bool
+socket_spec_ok(const char *spec, char *err, size_t errlen)
+{
+	if (strncmp(spec, "tcp:", 4) == 0) {
+		const char *colon = strrchr(spec + 4, ':');
+		if (colon == NULL || colon == spec + 4 || colon[1] == '\0') {
+			str_fmt(err, errlen, "snmp.agentx_socket \"%s\": expected tcp:HOST:PORT", spec);
+			return false;
+		}
+		return true;
+	}
+	const char *path = strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
+	if (path[0] != '/') {
+		str_fmt(err, errlen, "snmp.agentx_socket \"%s\": use an absolute path (snmpd's "
+		    "agentXSocket) or tcp:HOST:PORT", spec);
+		return false;
+	}
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		str_fmt(err, errlen, "snmp.agentx_socket \"%s\": a Unix socket path has at most %zu "
+		    "characters", spec, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		return false;
+	}
+	return true;
 }
 
 struct snmp *
@@ -435,23 +912,27 @@ snmp_start(struct server *srv, const struct snmp_config *c, char *err, size_t er
 		    "(default /var/agentx/master)");
 		return NULL;
 	}
+	if (!socket_spec_ok(c->agentx_socket, err, errlen))
+		return NULL;
 	if (atomic_exchange(&running, true)) {
 		str_fmt(err, errlen, "snmp: the subagent is already running");
 		return NULL;
 	}
 	struct snmp *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
+	if (s == NULL || (s->in = malloc(IN_CAP)) == NULL || (s->out = malloc(OUT_CAP)) == NULL) {
+		if (s != NULL)
+			free(s->in);
+		free(s);
 		atomic_store(&running, false);
 		str_fmt(err, errlen, "snmp: out of memory");
 		return NULL;
 	}
 	s->srv = srv;
 	s->fleet = srv->fleet;
+	s->fd = -1;
 	if (str_copy(s->socket, c->agentx_socket, sizeof(s->socket)) >= sizeof(s->socket)) {
 		str_fmt(err, errlen, "snmp.agentx_socket is longer than %zu characters", sizeof(s->socket) - 1);
-		free(s);
-		atomic_store(&running, false);
-		return NULL;
+		goto fail;
 	}
 	s->reconnect = c->reconnect_interval > 0 ? c->reconnect_interval : 1;
 	s->rate = c->trap_rate > 0 ? c->trap_rate : 1;
@@ -459,42 +940,20 @@ snmp_start(struct server *srv, const struct snmp_config *c, char *err, size_t er
 	s->tokens = s->burst;
 	s->refilled_ms = mono_ms();
 	atomic_init(&s->stop, false);
-	if (pthread_mutex_init(&s->lock, NULL) != 0) {
-		str_fmt(err, errlen, "snmp: cannot create a mutex");
-		free(s);
-		atomic_store(&running, false);
-		return NULL;
-	}
-	if (pthread_cond_init(&s->cond, NULL) != 0) {
-		str_fmt(err, errlen, "snmp: cannot create a condition variable");
-		pthread_mutex_destroy(&s->lock);
-		free(s);
-		atomic_store(&running, false);
-		return NULL;
-	}
 	fleet_attach(s->fleet, true);
 	fleet_update(s->fleet, now_s());   /* the first answers see the fleet */
 	int rc = pthread_create(&s->thread, NULL, snmp_thread, s);
 	if (rc != 0) {
 		str_fmt(err, errlen, "snmp: cannot start the subagent thread: %s", strerror(rc));
-		goto fail;
-	}
-	pthread_mutex_lock(&s->lock);
-	while (s->init == 0)
-		pthread_cond_wait(&s->cond, &s->lock);
-	pthread_mutex_unlock(&s->lock);
-	if (s->init < 0) {
-		pthread_join(s->thread, NULL);
-		str_copy(err, s->init_err, errlen);
+		fleet_attach(s->fleet, false);
 		goto fail;
 	}
 	return s;
 fail:
-	fleet_attach(s->fleet, false);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->cond);
+	free(s->in);
+	free(s->out);
 	free(s);
-	/* Net-SNMP's half-initialised globals stay: no second start */
+	atomic_store(&running, false);
 	return NULL;
 }
 
@@ -510,14 +969,14 @@ snmp_stop(struct snmp *s)
 	until.tv_sec += 5;
 	int rc = pthread_timedjoin_np(s->thread, NULL, &until);
 	if (rc != 0) {
-		/* a hung snmpd can hold a synchronous AgentX call; do not hang the exit */
+		/* a hung snmpd can hold the thread in a short wait; do not hang the exit */
 		log_warnx("snmp", "the SNMP thread did not stop within 5 s (snmpd not answering?); "
 		    "leaving it behind");
 		pthread_detach(s->thread);
 		return -1;
 	}
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->cond);
+	free(s->in);
+	free(s->out);
 	free(s);
 	atomic_store(&running, false);
 	return 0;

@@ -2,8 +2,8 @@
  * (snmp-mib/CUSTOS-MIB.txt) to the system's snmpd and sends its
  * notifications.
  *
- * Net-SNMP is not thread-safe, so every Net-SNMP call happens on the one
- * thread snmp_start() creates. That thread answers from the fleet snapshot
+ * The AgentX session (RFC 2741, codec in agentx.h) lives on the one thread
+ * snmp_start() creates. That thread answers from the fleet snapshot
  * (fleet.h), never from the registry or the database, and takes the
  * notifications the main thread queues in the fleet; a slow or dead snmpd
  * stalls only that thread. It registers with snmpd at start and again by
@@ -37,7 +37,7 @@ struct snmp_config {
 
 /* Starts the subagent thread (srv->fleet must exist and outlive it).
  * Returns at once; reaching snmpd happens on the thread. NULL with err when
- * the thread or Net-SNMP cannot start. */
+ * the socket setting is malformed or the thread cannot start. */
 struct snmp *snmp_start(struct server *srv, const struct snmp_config *c, char *err, size_t errlen);
 /* Closes the AgentX session and joins the thread. NULL-safe. Returns -1
  * when the thread did not end within 5 s (stuck on a hung snmpd): it was

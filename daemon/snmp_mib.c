@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agentx.h"
 #include "fleet.h"
 #include "server.h"
 #include "status.h"
@@ -381,16 +382,6 @@ group_value(const struct fleet_group *g, enum value_id id, struct snmp_answer *a
 
 /* ---- lookup: GET and GETNEXT over the sorted instances ---- */
 
-static int
-oid_cmp(const uint32_t *a, size_t alen, const uint32_t *b, size_t blen)
-{
-	size_t n = alen < blen ? alen : blen;
-	for (size_t i = 0; i < n; i++)
-		if (a[i] != b[i])
-			return a[i] < b[i] ? -1 : 1;
-	return alen < blen ? -1 : alen > blen;
-}
-
 static size_t
 rows_count(const struct fleet_snapshot *s, enum table_id t)
 {
@@ -482,7 +473,7 @@ next_in_section(const struct fleet_snapshot *s, int64_t now, const struct sectio
 	if (sec->table == T_NONE) {
 		for (size_t k = 0; k < sec->nobjs; k++) {
 			uint32_t inst[2] = { sec->objs[k].sub, 0 };
-			if (rlen == 0 || oid_cmp(inst, 2, rel, rlen) > 0) {
+			if (rlen == 0 || agentx_oid_cmp(inst, 2, rel, rlen) > 0) {
 				answer(s, now, sec, &sec->objs[k], 0, out, outlen, a);
 				return SNMP_FOUND;
 			}
@@ -520,7 +511,7 @@ snmp_resolve(const struct fleet_snapshot *s, int64_t now, const uint32_t *req, s
     bool next, uint32_t *out, size_t *outlen, struct snmp_answer *a)
 {
 	size_t m = len < OBJECTS_LEN ? len : OBJECTS_LEN;
-	int cmp = oid_cmp(req, m, objects_oid, m);
+	int cmp = agentx_oid_cmp(req, m, objects_oid, m);
 
 	if (!next) {
 		if (cmp != 0 || len <= OBJECTS_LEN)

@@ -8,6 +8,7 @@ and the SMIv2 base modules of erlang-snmp for names (MIBDIRS)."""
 
 import glob
 import os
+import random
 import re
 import signal
 import time
@@ -436,3 +437,173 @@ def test_snmp_absent_at_start(ctx):
     # snmp.enabled = false (the default): nothing is registered
     off = ctx.server(label="nosnmp").start()
     check(off.log_count(" snmp: ") == 0, "custosd without snmp.enabled logged about SNMP")
+
+
+# ---- a fake AgentX master: what custosd does with a hostile or broken snmpd ----
+
+class FakeMaster:
+    """A listening AgentX socket that speaks RFC 2741 by hand."""
+
+    def __init__(self, ctx):
+        import socket
+        self.path = ctx.dir / "fake-agentx.sock"
+        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.lsock.bind(str(self.path))
+        self.lsock.listen(4)
+        self.lsock.settimeout(10)
+        self.conn = None
+        self.packet = 1000
+
+    def conf(self):
+        return 'snmp: { enabled = true; agentx_socket = "%s"; reconnect_interval = 1; };\n' % self.path
+
+    @staticmethod
+    def oid(parts, include=0, little=False):
+        import struct
+        e = "<" if little else ">"
+        prefix = 0
+        if len(parts) >= 5 and parts[:4] == [1, 3, 6, 1] and 0 < parts[4] < 256:
+            prefix, parts = parts[4], parts[5:]
+        return struct.pack("BBBB", len(parts), prefix, include, 0) + b"".join(
+            struct.pack(e + "I", p) for p in parts)
+
+    @staticmethod
+    def pdu(ptype, payload, session=0, transaction=0, packet=0, flags=None, little=False):
+        import struct
+        e = "<" if little else ">"
+        if flags is None:
+            flags = 0 if little else 0x10
+        return struct.pack(e + "BBBBIIII", 1, ptype, flags, 0, session, transaction, packet,
+                           len(payload)) + payload
+
+    def read_pdu(self, timeout=5):
+        """(header dict, payload) or None when the subagent closed."""
+        import struct
+        self.conn.settimeout(timeout)
+        def exact(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = self.conn.recv(n - len(buf))
+                if not chunk:
+                    return None
+                buf += chunk
+            return buf
+        head = exact(20)
+        if head is None:
+            return None
+        e = ">" if head[2] & 0x10 else "<"
+        _, ptype, flags, _, session, transaction, packet, length = struct.unpack(e + "BBBBIIII", head)
+        payload = exact(length) if length else b""
+        return dict(type=ptype, flags=flags, session=session, transaction=transaction,
+                    packet=packet, order=e), payload
+
+    def accept_and_register(self):
+        """Takes the subagent's connection, answers Open and Register."""
+        import struct
+        self.conn, _ = self.lsock.accept()
+        h, payload = self.read_pdu()
+        check(h["type"] == 1, "the subagent began with PDU type %d, not Open" % h["type"])
+        self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77, packet=h["packet"]))
+        h, payload = self.read_pdu()
+        check(h["type"] == 3 and h["session"] == 77, "expected Register in session 77, got %r" % h)
+        # timeout, priority, range_subid, reserved, then the subtree
+        check(payload[4:] == self.oid([1, 3, 6, 1, 4, 1, 32473, 1, 1]),
+              "registered subtree is not custosObjects: %r" % payload[4:])
+        self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77, packet=h["packet"]))
+
+    def request(self, ptype, payload, little=False, flags=None):
+        self.packet += 1
+        self.conn.sendall(self.pdu(ptype, payload, session=77, transaction=5, packet=self.packet,
+                                   little=little, flags=flags))
+        return self.packet
+
+    def response(self, packet):
+        import struct
+        while True:
+            h, payload = self.read_pdu()
+            if h["type"] != 13:
+                break
+            # the subagent's keep-alive: answer it like snmpd does
+            self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77, packet=h["packet"]))
+        check(h["type"] == 18, "expected a Response, got PDU type %d" % h["type"])
+        check(h["packet"] == packet and h["transaction"] == 5 and h["session"] == 77,
+              "the Response does not echo the request's ids: %r" % h)
+        _, err, idx = struct.unpack(h["order"] + "IHH", payload[:8])
+        return err, idx, payload[8:]
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+        self.lsock.close()
+
+
+def test_snmp_agentx_abuse(ctx):
+    """A master that sends garbage, oversized or truncated PDUs: custosd
+    answers what is valid in either byte order, closes the session on what
+    is not with a log line, registers again and keeps serving agents."""
+    import struct
+    m = FakeMaster(ctx)
+    try:
+        srv = ctx.server(extra_conf=m.conf()).start()
+        agent = ctx.agent(srv, "abuse-host")
+        agent.enroll(srv.token_create("abuse"))
+        agent.start()
+        m.accept_and_register()
+        custos_objects = [1, 3, 6, 1, 4, 1, 32473, 1, 1]
+        version = [1, 3, 6, 1, 4, 1, 32473, 1, 1, 1, 1, 0]
+
+        # GetNext from custosObjects, little-endian: custosServerVersion.0
+        for little in (True, False):
+            p = m.request(6, m.oid(custos_objects, little=little) + m.oid([], little=little), little=little)
+            err, _, vbs = m.response(p)
+            check(err == 0, "GetNext failed with error %d" % err)
+            vtype = struct.unpack(">H", vbs[:2])[0]
+            check(vtype == 4, "custosServerVersion.0 came back as type %d" % vtype)
+            check(vbs[4:4 + len(m.oid(version))] == m.oid(version),
+                  "GetNext did not answer custosServerVersion.0")
+        # Get of a missing instance: noSuchInstance / noSuchObject, not an error
+        p = m.request(5, m.oid(custos_objects + [1, 99, 0]) + m.oid([]))
+        err, _, vbs = m.response(p)
+        check(err == 0 and struct.unpack(">H", vbs[:2])[0] in (128, 129),
+              "Get of a missing object: error %d, type %r" % (err, vbs[:2]))
+        # Get past the end of the registered tree: endOfMibView from GetNext
+        p = m.request(6, m.oid([1, 3, 6, 1, 4, 1, 32473, 2]) + m.oid([]))
+        err, _, vbs = m.response(p)
+        check(err == 0 and struct.unpack(">H", vbs[:2])[0] == 130, "expected endOfMibView")
+        # the MIB is read-only
+        p = m.request(8, struct.pack(">HH", 2, 0) + m.oid(version) + struct.pack(">I", 5))
+        err, idx, _ = m.response(p)
+        check(err == 17 and idx == 1, "TestSet answered error %d index %d, not notWritable" % (err, idx))
+        # a non-default context is refused
+        p = m.request(5, struct.pack(">I", 3) + b"abc\0" + m.oid(version) + m.oid([]), flags=0x18)
+        err, _, _ = m.response(p)
+        check(err == 262, "a non-default context got error %d, not unsupportedContext" % err)
+
+        bad = [
+            (b"\x09" + b"\0" * 19, "not AgentX"),                                   # version 9
+            (m.pdu(5, b"", session=77)[:16] + struct.pack(">I", 0x7ffffff0), "not AgentX"),  # oversized
+            (m.pdu(5, struct.pack("BBBB", 50, 0, 0, 0) + b"\0" * 8, session=77), "malformed AgentX Get"),
+            (random.Random(4).randbytes(2000), None),                                 # noise
+        ]
+        for i, (data, logged) in enumerate(bad):
+            before = srv.log_count(logged) if logged else 0
+            m.conn.sendall(data)
+            # the subagent closes (after a Close-PDU at most) ...
+            while True:
+                got = m.read_pdu(timeout=5)
+                if got is None:
+                    break
+                check(got[0]["type"] in (2, 13), "after bad input %d the subagent sent PDU type %d" % (i, got[0]["type"]))
+            m.conn.close()
+            if logged:
+                wait_until(lambda: srv.log_count(logged) > before, 5, "the log to say %r" % logged)
+            # ... and comes back
+            m.accept_and_register()
+            p = m.request(6, m.oid(custos_objects) + m.oid([]))
+            check(m.response(p)[0] == 0, "the session after bad input %d does not answer" % i)
+        check(srv.alive(), "custosd died")
+        check(srv.ctl_rc("status") == 0, "custosctl status failed")
+        agent.event("still here", severity="info")
+        wait_until(lambda: agent.queued() == 0, 15, "the agent's event to be acknowledged")
+    finally:
+        m.close()

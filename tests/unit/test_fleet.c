@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -610,6 +611,21 @@ test_nac_counts(void **state)
 	fleet_release(x->f, s);
 }
 
+/* Agent work marks the fleet busy for the window the SNMP thread yields in. */
+static void
+test_agents_busy(void **state)
+{
+	struct fx *x = *state;
+	struct timespec ts = { 0, 30 * 1000000L };
+	assert_false(fleet_agents_busy(x->f, 20));
+	fleet_note_agent_work(x->f);
+	assert_true(fleet_agents_busy(x->f, 1000));
+	nanosleep(&ts, NULL);
+	assert_false(fleet_agents_busy(x->f, 20));
+	assert_true(fleet_agents_busy(x->f, 1000));
+	fleet_note_agent_work(NULL);               /* no fleet: nothing happens */
+}
+
 int
 main(void)
 {
@@ -625,6 +641,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_builds_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_safe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agents_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nac_counts, nac_setup, nac_teardown),
 	};
 	return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);
