@@ -323,6 +323,22 @@ put_raw_soh(struct cq_writer *w, REQUEST *request)
 	talloc_free(hex);
 }
 
+/* Whether list holds any of soh_attrs (all within 2100..2129): one walk,
+ * not one per attribute (most requests have none, and every query asks). */
+static bool
+has_soh_attr(VALUE_PAIR const *list)
+{
+	for (VALUE_PAIR const *vp = list; vp != NULL; vp = vp->next) {
+		if (vp->da->vendor != 0 || vp->da->attr < PW_SOH_MS_MACHINE_OS_VENDOR ||
+		    vp->da->attr > PW_SOH_MS_HEALTH_OTHER)
+			continue;
+		for (size_t k = 0; k < sizeof(soh_attrs) / sizeof(soh_attrs[0]); k++)
+			if (vp->da->attr == soh_attrs[k])
+				return true;
+	}
+	return false;
+}
+
 /* The decoded SoH-* attributes: a string per attribute, an array when one
  * occurs several times (SoH-MS-Windows-Health-Status comes once per health
  * class). Taken from the request list (PEAP's SoH virtual server) or, in the
@@ -335,10 +351,7 @@ put_soh_attrs(struct cq_writer *w, REQUEST *request, bool copy_to_reply)
 {
 	VALUE_PAIR **lists[2] = { &request->packet->vps, &request->reply->vps };
 	for (int l = 0; l < 2; l++) {
-		bool any = false;
-		for (size_t k = 0; k < sizeof(soh_attrs) / sizeof(soh_attrs[0]) && !any; k++)
-			any = fr_pair_find_by_num(*lists[l], soh_attrs[k], 0, TAG_ANY) != NULL;
-		if (!any)
+		if (!has_soh_attr(*lists[l]))
 			continue;
 
 		cq_open(w, "soh_attrs", '{');

@@ -13,6 +13,8 @@
 # Message-Authenticator) RADIUS_BENCH_REPEAT times each, RADIUS_BENCH_PAR in
 # parallel, alternating custos and files for RADIUS_BENCH_ROUNDS rounds; the
 # ratio of the best rates is the result (target >= 0.85). Loopback only.
+# Each run also shows the CPU microseconds per request of FreeRADIUS,
+# custosd and radclient (all three share the machine's CPUs).
 # RADIUS_BENCH_PERF=1 adds a perf profile of custosd during the rounds.
 # Exits 0 after printing; non-zero only when the benchmark could not run.
 set -euo pipefail
@@ -160,32 +162,55 @@ cpu_ticks() {
 	sed -e 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 HZ=$(getconf CLK_TCK)
-run() { # PORT -> requests per second (every request must be accepted)
-	local t0 t1 out acc
+# CHILD_TICKS: utime + stime of the reaped children of this (sub)shell,
+# clock ticks (no command substitution: that would be another subshell)
+child_ticks() {
+	local -a st
+	read -r -a st <"/proc/$BASHPID/stat"
+	CHILD_TICKS=$((st[15] + st[16]))
+}
+# run PORT -> "rate fr srv rc": requests per second and the CPU microseconds
+# per request of FreeRADIUS, custosd and radclient (every request must be
+# accepted)
+run() {
+	local t0 t1 out acc f0 f1 s0 s1 r0 r1
+	f0=$(cpu_ticks "$FR")
+	s0=$(cpu_ticks "$SRV")
+	child_ticks
+	r0=$CHILD_TICKS
 	t0=$(date +%s.%N)
 	out=$(radclient -q -s -c "$REPEAT" -p "$PAR" -r 3 -t 5 -f "$REQ" "127.0.0.1:$1" auth "$SECRET" 2>&1) || true
 	t1=$(date +%s.%N)
+	f1=$(cpu_ticks "$FR")
+	s1=$(cpu_ticks "$SRV")
+	child_ticks
+	r1=$CHILD_TICKS
 	acc=$(sed -n 's/.*Accepted *: *\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
 	[ "${acc:-0}" -eq $((REQS * REPEAT)) ] ||
 	    die "port $1: $acc of $((REQS * REPEAT)) accepted: $(tail -n 5 <<<"$out")"
-	awk -v n="$acc" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }'
+	awk -v n="$acc" -v a="$t0" -v b="$t1" -v hz="$HZ" -v f=$((f1 - f0)) -v s=$((s1 - s0)) \
+	    -v r=$((r1 - r0)) 'BEGIN { u = 1e6 / hz / n;
+	    printf "%.0f %.1f %.1f %.1f", n / (b - a), f * u, s * u, r * u }'
 }
 
 echo "radius bench: $((REQS * REPEAT)) MAB requests per run ($REQS distinct, $PAR in parallel), $ROUNDS rounds each, alternating"
 run "$CUSTOS_PORT" >/dev/null  # warm-up: pool connections, caches
 run "$FILES_PORT" >/dev/null
-best_c=0 best_f=0 c_all="" f_all=""
+best_c=0 best_f=0 c_all="" f_all="" cfr_all="" csrv_all="" crc_all="" ffr_all="" frc_all=""
 c0=$(cpu_ticks "$SRV")
 if [ "${RADIUS_BENCH_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
 	perf record -q -o "$WORK/perf.data" -p "$SRV" >/dev/null 2>&1 &
 	PERF=$!
 fi
+echo "  (CPU us per request: FreeRADIUS / custosd / radclient)"
 for r in $(seq "$ROUNDS"); do
-	c=$(run "$CUSTOS_PORT")
-	f=$(run "$FILES_PORT")
-	echo "  round $r: custos $c/s   files $f/s"
+	read -r c cfr csrv crc <<<"$(run "$CUSTOS_PORT")"
+	read -r f ffr fsrv frc <<<"$(run "$FILES_PORT")"
+	echo "  round $r: custos $c/s ($cfr / $csrv / $crc)   files $f/s ($ffr / $fsrv / $frc)"
 	c_all="$c_all $c"
 	f_all="$f_all $f"
+	cfr_all="$cfr_all $cfr" csrv_all="$csrv_all $csrv" crc_all="$crc_all $crc"
+	ffr_all="$ffr_all $ffr" frc_all="$frc_all $frc"
 	[ "$c" -gt "$best_c" ] && best_c=$c
 	[ "$f" -gt "$best_f" ] && best_f=$f
 done
@@ -202,6 +227,8 @@ us_per_q=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$queries" 'BEGIN { printf "%.
 ratio=$(awk -v a="$best_c" -v b="$best_f" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
 med() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 mratio=$(awk -v a="$(med "$c_all")" -v b="$(med "$f_all")" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+cpu_c="FreeRADIUS $(med "$cfr_all") + custosd $(med "$csrv_all") + radclient $(med "$crc_all")"
+cpu_f="FreeRADIUS $(med "$ffr_all") + radclient $(med "$frc_all")"
 ok=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.85) ? "PASS" : "MISS" }')
 cat <<EOF
 
@@ -209,5 +236,6 @@ cat <<EOF
 MAB through FreeRADIUS + rlm_custos: $best_c/s   from the files module: $best_f/s
 ratio (best of $ROUNDS): $ratio (target >= 0.85) $ok   ratio of medians: $mratio
 custosd CPU per query (event loop and all): $us_per_q us
+CPU us per request (medians): custos: $cpu_c   files: $cpu_f
 EOF
 exit 0
