@@ -418,20 +418,24 @@ serve(struct snmp *s)
 {
 	int handled = 0;
 	for (;;) {
-		ssize_t n = recv(s->fd, s->in + s->in_len, IN_CAP - s->in_len, MSG_DONTWAIT);
-		if (n == 0) {
-			session_close(s, "snmpd closed the connection");
-			return -1;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
+		bool got = false;
+		if (s->in_len < IN_CAP) {
+			ssize_t n = recv(s->fd, s->in + s->in_len, IN_CAP - s->in_len, MSG_DONTWAIT);
+			if (n == 0) {
+				session_close(s, "snmpd closed the connection");
+				return -1;
+			}
+			if (n < 0 && errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			session_close(s, strerror(errno));
-			return -1;
+			if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+				session_close(s, strerror(errno));
+				return -1;
+			}
+			if (n > 0) {
+				s->in_len += (size_t)n;
+				got = true;
+			}
 		}
-		s->in_len += (size_t)n;
 		size_t off = 0;
 		for (;;) {
 			struct agentx_header h;
@@ -446,7 +450,7 @@ serve(struct snmp *s)
 			if (OUT_CAP - s->out_len < PDU_ROOM && !flush_out(s))
 				return -1;
 			if (OUT_CAP - s->out_len < PDU_ROOM)
-				break;    /* snmpd does not read: wait for POLLOUT */
+				break;    /* snmpd does not read: POLLOUT resumes */
 			if (!handle(s, &h, s->in + off + AGENTX_HEADER_LEN))
 				return -1;
 			off += AGENTX_HEADER_LEN + h.length;
@@ -458,10 +462,9 @@ serve(struct snmp *s)
 		}
 		if (!flush_out(s))
 			return -1;
-		if (s->in_len == IN_CAP)
-			break;        /* output is blocked; POLLOUT resumes */
+		if (!got || OUT_CAP - s->out_len < PDU_ROOM)
+			return handled;
 	}
-	return handled;
 }
 
 /* ---- opening the session ---- */
@@ -831,7 +834,9 @@ snmp_thread(void *arg)
 			try_connect(s);
 		struct pollfd p[2] = {
 			{ .fd = fleet_notice_fd(s->fleet), .events = POLLIN },
-			{ .fd = s->fd, .events = (short)(POLLIN | (s->out_len > 0 ? POLLOUT : 0)) },
+			/* no reading while snmpd does not take our answers */
+			{ .fd = s->fd, .events = (short)(OUT_CAP - s->out_len < PDU_ROOM ? POLLOUT :
+			    POLLIN | (s->out_len > 0 ? POLLOUT : 0)) },
 		};
 		int timeout = TICK_MS;
 		if (s->fd < 0) {
@@ -844,8 +849,9 @@ snmp_thread(void *arg)
 			sleep(1);
 			continue;
 		}
-		if (s->fd >= 0 && (p[1].revents & POLLOUT))
-			flush_out(s);
+		if (s->fd >= 0 && (p[1].revents & POLLOUT) && flush_out(s) && s->in_len > 0 &&
+		    serve(s) < 0)
+			continue;     /* requests held back while the output was full */
 		if (s->fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && serve(s) > 0) {
 			if (fleet_agents_busy(s->fleet, YIELD_WINDOW_MS)) {
 				struct timespec ts = { 0, YIELD_US * 1000L };

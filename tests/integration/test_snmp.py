@@ -579,6 +579,22 @@ def test_snmp_agentx_abuse(ctx):
         err, _, _ = m.response(p)
         check(err == 262, "a non-default context got error %d, not unsupportedContext" % err)
 
+        # a master that sends 10,000 requests and reads nothing for a while:
+        # custosd stops reading when its output is full, then answers all, in order
+        import threading
+        first = m.packet + 1
+        burst = b"".join(m.pdu(6, m.oid(custos_objects) + m.oid([]), session=77, transaction=5,
+                               packet=first + k) for k in range(10000))
+        m.packet += 10000
+        sender = threading.Thread(target=m.conn.sendall, args=(burst,))
+        sender.start()
+        time.sleep(1.5)
+        for k in range(10000):
+            err, _, _ = m.response(first + k)
+            check(err == 0, "request %d of the burst failed with error %d" % (k, err))
+        sender.join(10)
+        check(not sender.is_alive(), "the burst was not taken")
+
         bad = [
             (b"\x09" + b"\0" * 19, "not AgentX"),                                   # version 9
             (m.pdu(5, b"", session=77)[:16] + struct.pack(">I", 0x7ffffff0), "not AgentX"),  # oversized
