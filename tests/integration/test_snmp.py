@@ -498,13 +498,29 @@ class FakeMaster:
                     packet=packet, order=e), payload
 
     def accept_and_register(self):
-        """Takes the subagent's connection, answers Open and Register."""
+        """Takes the subagent's connection, answers Open and Register. A
+        connection the subagent gave up on while nobody answered (it waits
+        2 s, then tries again) is skipped."""
+        import socket
         import struct
-        self.conn, _ = self.lsock.accept()
-        h, payload = self.read_pdu()
+        deadline = time.monotonic() + 15
+        while True:
+            self.conn, _ = self.lsock.accept()
+            try:
+                got = self.read_pdu(timeout=3)
+                if got is not None:
+                    self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77,
+                                               packet=got[0]["packet"]))
+                    got2 = self.read_pdu(timeout=3)
+                    if got2 is not None:
+                        break
+            except (socket.timeout, ConnectionError):
+                pass
+            self.conn.close()
+            check(time.monotonic() < deadline, "the subagent did not open a session")
+        h, payload = got
         check(h["type"] == 1, "the subagent began with PDU type %d, not Open" % h["type"])
-        self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77, packet=h["packet"]))
-        h, payload = self.read_pdu()
+        h, payload = got2
         check(h["type"] == 3 and h["session"] == 77, "expected Register in session 77, got %r" % h)
         # timeout, priority, range_subid, reserved, then the subtree
         check(payload[4:] == self.oid([1, 3, 6, 1, 4, 1, 32473, 1, 1]),
@@ -521,9 +537,9 @@ class FakeMaster:
         import struct
         while True:
             h, payload = self.read_pdu()
-            if h["type"] != 13:
+            if h["type"] not in (12, 13):
                 break
-            # the subagent's keep-alive: answer it like snmpd does
+            # a notification or a keep-alive: answer it like snmpd does
             self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77, packet=h["packet"]))
         check(h["type"] == 18, "expected a Response, got PDU type %d" % h["type"])
         check(h["packet"] == packet and h["transaction"] == 5 and h["session"] == 77,
