@@ -61,6 +61,9 @@ const struct conf_key custosd_schema[] = {
 	  "notifications per second at most, on average; the rest are coalesced" },
 	{ "snmp.trap_burst", CONF_INT, "50", 1, 100000, false,
 	  "notifications that may be sent at once before snmp.trap_rate applies" },
+	{ "snmp.yield_to_agents", CONF_BOOL, "true", 0, 0, false,
+	  "while agents are being served, answer snmpd at most every 250 microseconds, so that a "
+	  "walk never slows agents down; false answers at full speed always" },
 	{ "snmp.queue_max", CONF_INT, "4096", 16, 1000000, false,
 	  "notifications waiting for the SNMP thread at most (beyond: counted and coalesced)" },
 

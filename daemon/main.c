@@ -351,6 +351,7 @@ main(int argc, char **argv)
 			.reconnect_interval = (int)conf_int(srv->cfg, "snmp.reconnect_interval"),
 			.trap_rate = (int)conf_int(srv->cfg, "snmp.trap_rate"),
 			.trap_burst = (int)conf_int(srv->cfg, "snmp.trap_burst"),
+			.yield_to_agents = conf_bool(srv->cfg, "snmp.yield_to_agents"),
 		};
 		if ((srv->snmp = snmp_start(srv, &sc, err, sizeof(err))) == NULL)
 			fatalx("main", "%s", err);

