@@ -476,14 +476,18 @@ class FakeMaster:
         return struct.pack(e + "BBBBIIII", 1, ptype, flags, 0, session, transaction, packet,
                            len(payload)) + payload
 
-    def read_pdu(self, timeout=5):
+    def read_pdu(self, timeout=5, what="a PDU from the subagent"):
         """(header dict, payload) or None when the subagent closed."""
+        import socket
         import struct
         self.conn.settimeout(timeout)
         def exact(n):
             buf = b""
             while len(buf) < n:
-                chunk = self.conn.recv(n - len(buf))
+                try:
+                    chunk = self.conn.recv(n - len(buf))
+                except socket.timeout:
+                    raise TestFailure("no %s within %d s (%d bytes of it read)" % (what, timeout, len(buf)))
                 if not chunk:
                     return None
                 buf += chunk
@@ -505,7 +509,10 @@ class FakeMaster:
         import struct
         deadline = time.monotonic() + 15
         while True:
-            self.conn, _ = self.lsock.accept()
+            try:
+                self.conn, _ = self.lsock.accept()
+            except socket.timeout:
+                raise TestFailure("the subagent did not connect within 10 s")
             try:
                 got = self.read_pdu(timeout=3)
                 if got is not None:
@@ -514,7 +521,7 @@ class FakeMaster:
                     got2 = self.read_pdu(timeout=3)
                     if got2 is not None:
                         break
-            except (socket.timeout, ConnectionError):
+            except (TestFailure, ConnectionError):
                 pass
             self.conn.close()
             check(time.monotonic() < deadline, "the subagent did not open a session")
@@ -536,7 +543,7 @@ class FakeMaster:
     def response(self, packet):
         import struct
         while True:
-            h, payload = self.read_pdu()
+            h, payload = self.read_pdu(what="the Response to packet %d" % packet)
             if h["type"] not in (12, 13):
                 break
             # a notification or a keep-alive: answer it like snmpd does
@@ -622,7 +629,7 @@ def test_snmp_agentx_abuse(ctx):
             m.conn.sendall(data)
             # the subagent closes (after a Close-PDU at most) ...
             while True:
-                got = m.read_pdu(timeout=5)
+                got = m.read_pdu(timeout=5, what="close after bad input %d" % i)
                 if got is None:
                     break
                 check(got[0]["type"] in (2, 13), "after bad input %d the subagent sent PDU type %d" % (i, got[0]["type"]))
