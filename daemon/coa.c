@@ -46,7 +46,7 @@ struct coa_nas {
 
 struct coa_req {
 	struct coa *coa;
-	const struct coa_nas *nas;
+	struct coa_nas nas;       /* a copy: a reload may replace the list meanwhile */
 	RADIUS_PACKET *pkt;       /* encoded and signed once; resent as is */
 	struct event *timer;
 	int id;                   /* RADIUS identifier, -1 while queued */
@@ -237,6 +237,7 @@ req_free(struct coa_req *r)
 		event_free(r->timer);
 	if (r->pkt != NULL)
 		talloc_free(r->pkt);
+	explicit_bzero(&r->nas, sizeof(r->nas));
 	free(r);
 }
 
@@ -332,7 +333,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg);
 static int
 req_send(struct coa *c, struct coa_req *r)
 {
-	const struct coa_nas *n = r->nas;
+	const struct coa_nas *n = &r->nas;
 	int fd = n->sa.ss_family == AF_INET ? c->fd4 : c->fd6;
 	ssize_t w = sendto(fd, r->pkt->data, r->pkt->data_len, 0,
 	    (const struct sockaddr *)&n->sa, n->salen);
@@ -365,11 +366,11 @@ req_start(struct coa *c, struct coa_req *r)
 	c->next_id = (uint8_t)(id + 1);
 	r->id = id;
 	r->pkt->id = id;
-	if (rad_encode(r->pkt, NULL, r->nas->secret) < 0 ||
-	    rad_sign(r->pkt, NULL, r->nas->secret) < 0) {
+	if (rad_encode(r->pkt, NULL, r->nas.secret) < 0 ||
+	    rad_sign(r->pkt, NULL, r->nas.secret) < 0) {
 		str_copy(err, fr_strerror(), sizeof(err));
 		log_warnx("nac", "CoA: cannot encode the %s for host %s to NAS %s: %s",
-		    kind(r->nas), r->host, r->nas->name, err);
+		    kind(&r->nas), r->host, r->nas.name, err);
 		c->st.errors++;
 		req_free(r);
 		return;
@@ -377,7 +378,7 @@ req_start(struct coa *c, struct coa_req *r)
 	c->inflight[id] = r;
 	c->n_inflight++;
 	(void)req_send(c, r);
-	struct timeval tv = { r->nas->interval_ms / 1000, (r->nas->interval_ms % 1000) * 1000 };
+	struct timeval tv = { r->nas.interval_ms / 1000, (r->nas.interval_ms % 1000) * 1000 };
 	evtimer_add(r->timer, &tv);
 }
 
@@ -407,20 +408,20 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	if (r->sends <= r->nas->retries) {
+	if (r->sends <= r->nas.retries) {
 		c->st.retransmits++;
 		log_debug("nac", "CoA: no answer from NAS %s for host %s; retransmitting (%d of %d)",
-		    r->nas->name, r->host, r->sends, r->nas->retries);
+		    r->nas.name, r->host, r->sends, r->nas.retries);
 		(void)req_send(c, r);
-		struct timeval tv = { r->nas->interval_ms / 1000, (r->nas->interval_ms % 1000) * 1000 };
+		struct timeval tv = { r->nas.interval_ms / 1000, (r->nas.interval_ms % 1000) * 1000 };
 		evtimer_add(r->timer, &tv);
 		return;
 	}
 	c->st.timeouts++;
 	log_warnx("nac", "CoA: NAS %s (%s port %d) did not answer the %s for host %s (%s, session "
 	    "\"%s\") after %d tries in %lld ms; check the NAS's dynamic-authorization client and "
-	    "secret", r->nas->name, r->nas->address,
-	    ntohs(((const struct sockaddr_in *)&r->nas->sa)->sin_port), kind(r->nas), r->host,
+	    "secret", r->nas.name, r->nas.address,
+	    ntohs(((const struct sockaddr_in *)&r->nas.sa)->sin_port), kind(&r->nas), r->host,
 	    r->change, r->session, r->sends, (long long)(mono_ms() - r->first_ms));
 	req_done(c, r);
 }
@@ -463,12 +464,12 @@ handle_reply(struct coa *c, const uint8_t *buf, size_t len, const struct sockadd
 		return;
 	}
 	struct coa_req *r = c->inflight[buf[1]];
-	if (r == NULL || !same_addr(from, &r->nas->sa)) {
+	if (r == NULL || !same_addr(from, &r->nas.sa)) {
 		c->st.bad_replies++;
 		log_debug("nac", "CoA: ignoring an unexpected datagram (identifier %u)", buf[1]);
 		return;
 	}
-	const struct coa_nas *n = r->nas;
+	const struct coa_nas *n = &r->nas;
 	RADIUS_PACKET *reply = rad_alloc(NULL, false);
 	if (reply == NULL)
 		return;
@@ -606,13 +607,13 @@ coa_host_worsened(struct coa *c, const struct host *h, const struct nac_session 
 		return;
 	}
 	r->coa = c;
-	r->nas = n;
+	r->nas = *n;
 	r->id = -1;
 	r->first_ms = mono_ms();
 	str_copy(r->host, h->name, sizeof(r->host));
 	str_copy(r->session, s->session_id, sizeof(r->session));
 	str_fmt(r->change, sizeof(r->change), "%.16s -> %.16s", old_token, new_token);
-	r->pkt = build_packet(n, s, err, sizeof(err));
+	r->pkt = build_packet(&r->nas, s, err, sizeof(err));
 	r->timer = evtimer_new(c->base, on_timer, r);
 	if (r->pkt == NULL || r->timer == NULL) {
 		c->st.errors++;
@@ -636,42 +637,42 @@ coa_host_worsened(struct coa *c, const struct host *h, const struct nac_session 
 	c->qlen++;
 }
 
-struct coa *
-coa_new(struct server *srv, char *err, size_t errlen)
+static void
+nas_list_free(struct coa_nas *nas, size_t n)
 {
-	struct coa *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		str_copy(err, "nac: out of memory", errlen);
-		return NULL;
-	}
-	c->srv = srv;
-	c->base = srv->base;
-	c->fd4 = c->fd6 = -1;
-	c->n_nas = conf_list_len(srv->cfg, "nac.nas");
-	if (c->n_nas == 0)
-		return c;
-	c->nas = calloc(c->n_nas, sizeof(*c->nas));
-	if (c->nas == NULL) {
-		str_copy(err, "nac: out of memory", errlen);
-		goto fail;
-	}
+	if (nas == NULL)
+		return;
+	explicit_bzero(nas, n * sizeof(*nas));
+	free(nas);
+}
+
+/* Reads nac.nas into a new list and makes sure the dictionary and a socket
+ * for every address family it uses are there; nothing of c's list changes. */
+static int
+nas_list_load(struct coa *c, struct coa_nas **out, size_t *n_out, size_t *n_coa, char *err,
+    size_t errlen)
+{
+	size_t n = conf_list_len(c->srv->cfg, "nac.nas");
+	struct coa_nas *nas = NULL;
 	bool v4 = false, v6 = false;
-	size_t n_coa = 0;
-	for (size_t i = 0; i < c->n_nas; i++) {
-		if (load_nas(c, i, &c->nas[i], err, errlen) < 0)
-			goto fail;
-		if (!c->nas[i].enabled)
-			continue;
-		n_coa++;
-		v4 = v4 || c->nas[i].sa.ss_family == AF_INET;
-		v6 = v6 || c->nas[i].sa.ss_family == AF_INET6;
+	*n_coa = 0;
+	if (n > 0 && (nas = calloc(n, sizeof(*nas))) == NULL) {
+		str_copy(err, "nac: out of memory", errlen);
+		return -1;
 	}
-	if (n_coa == 0)
-		return c;
+	for (size_t i = 0; i < n; i++) {
+		if (load_nas(c, i, &nas[i], err, errlen) < 0)
+			goto fail;
+		if (!nas[i].enabled)
+			continue;
+		(*n_coa)++;
+		v4 = v4 || nas[i].sa.ss_family == AF_INET;
+		v6 = v6 || nas[i].sa.ss_family == AF_INET6;
+	}
 	/* Loaded once per process and never freed: libfreeradius-radius 3.2
 	 * keeps pointers into a freed dictionary, so dict_free() followed by
 	 * dict_init() (a reload) reads freed memory. */
-	if (!dict_loaded) {
+	if (*n_coa > 0 && !dict_loaded) {
 		if (dict_init(COA_DICT_DIR, "dictionary") < 0) {
 			str_fmt(err, errlen, "nac: cannot load the RADIUS dictionary from %s: %s; "
 			    "install freeradius-common", COA_DICT_DIR, fr_strerror());
@@ -679,14 +680,53 @@ coa_new(struct server *srv, char *err, size_t errlen)
 		}
 		dict_loaded = true;
 	}
-	if ((v4 && open_socket(c, AF_INET, &c->fd4, &c->ev4, err, errlen) < 0) ||
-	    (v6 && open_socket(c, AF_INET6, &c->fd6, &c->ev6, err, errlen) < 0))
+	if ((v4 && c->fd4 < 0 && open_socket(c, AF_INET, &c->fd4, &c->ev4, err, errlen) < 0) ||
+	    (v6 && c->fd6 < 0 && open_socket(c, AF_INET6, &c->fd6, &c->ev6, err, errlen) < 0))
 		goto fail;
-	log_info("nac", "CoA: %zu of %zu NAS(es) have a secret_file and get CoA", n_coa, c->n_nas);
-	return c;
+	*out = nas;
+	*n_out = n;
+	return 0;
 fail:
-	coa_free(c);
-	return NULL;
+	nas_list_free(nas, n);
+	return -1;
+}
+
+struct coa *
+coa_new(struct server *srv, char *err, size_t errlen)
+{
+	struct coa *c = calloc(1, sizeof(*c));
+	size_t n_coa;
+	if (c == NULL) {
+		str_copy(err, "nac: out of memory", errlen);
+		return NULL;
+	}
+	c->srv = srv;
+	c->base = srv->base;
+	c->fd4 = c->fd6 = -1;
+	if (nas_list_load(c, &c->nas, &c->n_nas, &n_coa, err, errlen) < 0) {
+		coa_free(c);
+		return NULL;
+	}
+	if (n_coa > 0)
+		log_info("nac", "CoA: %zu of %zu NAS(es) have a secret_file and get CoA", n_coa, c->n_nas);
+	return c;
+}
+
+int
+coa_reload(struct coa *c, char *err, size_t errlen)
+{
+	struct coa_nas *nas;
+	size_t n, n_coa;
+	if (c == NULL)
+		return 0;
+	if (nas_list_load(c, &nas, &n, &n_coa, err, errlen) < 0)
+		return -1;
+	nas_list_free(c->nas, c->n_nas);
+	c->nas = nas;
+	c->n_nas = n;
+	log_info("nac", "CoA: %zu of %zu NAS(es) have a secret_file and get CoA (reloaded; %zu "
+	    "request(s) in flight keep their NAS settings)", n_coa, n, c->n_inflight + c->qlen);
+	return 0;
 }
 
 void
@@ -712,10 +752,7 @@ coa_free(struct coa *c)
 		close(c->fd4);
 	if (c->fd6 >= 0)
 		close(c->fd6);
-	if (c->nas != NULL) {
-		explicit_bzero(c->nas, c->n_nas * sizeof(*c->nas));
-		free(c->nas);
-	}
+	nas_list_free(c->nas, c->n_nas);
 	free(c);
 }
 

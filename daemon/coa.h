@@ -46,6 +46,10 @@ struct coa_stats {
  * entry, its secret file or the FreeRADIUS dictionary is unusable. An empty
  * nac.nas list is fine: nothing is ever sent then. */
 struct coa *coa_new(struct server *srv, char *err, size_t errlen);
+/* Reads nac.nas again (SIGHUP): on success the new list serves the next
+ * requests, while requests in flight finish with the settings they started
+ * with; on error (err filled as for coa_new) the old list stays. NULL ok. */
+int coa_reload(struct coa *c, char *err, size_t errlen);
 /* Drops requests still in flight (logged) and closes everything. NULL ok. */
 void coa_free(struct coa *c);
 

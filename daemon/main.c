@@ -173,6 +173,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		log_warnx("main", "etc/custos.d refused; groups, policies and tasks stay as they were");
 	if (srv->nac && nac_reload(srv->nac, err, sizeof(err)) < 0)
 		log_warnx("main", "nac: %s; the previous conditions and profiles stay", err);
+	if (srv->coa && coa_reload(srv->coa, err, sizeof(err)) < 0)
+		log_warnx("main", "%s; the previous nac.nas list stays", err);
 	log_info("main", "configuration reloaded (listen.*, api.*, database.*, snmp.* and "
 	    "nac.enabled / nac.socket apply at restart)");
 }

@@ -683,6 +683,21 @@ def test_radius_peap_soh(ctx):
     check("SoH-MS" not in sent, "internal SoH attributes went on the wire: %s" % sent)
 
 
+def admit_healthy(ctx, srv, net, name, session):
+    """The first host of net as a healthy agent, admitted by FreeRADIUS in
+    session; returns (host, agent, FreeRadius)."""
+    host = net.hosts[0]
+    token = srv.token_create("nac", max_uses=0)
+    a = NsAgent(ctx, srv, name, host, net, db_age_days=0, rtp=True,
+                extra=["agent.sync_interval=10"])
+    a.enroll(token)
+    a.start()
+    wait_token(srv, host["mac"], "Healthy")
+    fr = FreeRadius(ctx, srv.nac_socket).start()
+    check_profile(fr, host["mac"], "Healthy", session=session)
+    return host, a, fr
+
+
 def test_radius_threat_coa(ctx):
     """An agent reports a threat: custosd sends a CoA for the session that
     admitted the host to its NAS (a test NAS on loopback that checks the
@@ -692,15 +707,7 @@ def test_radius_threat_coa(ctx):
     try:
         net = Net(ctx, 1)
         srv = nac_server(ctx, net=net, nas_port=nas.port).start()
-        host = net.hosts[0]
-        token = srv.token_create("nac", max_uses=0)
-        a = NsAgent(ctx, srv, "nac-victim", host, net, db_age_days=0, rtp=True,
-                    extra=["agent.sync_interval=10"])
-        a.enroll(token)
-        a.start()
-        wait_token(srv, host["mac"], "Healthy")
-        fr = FreeRadius(ctx, srv.nac_socket).start()
-        check_profile(fr, host["mac"], "Healthy", session="victim-session-1")
+        host, a, fr = admit_healthy(ctx, srv, net, "nac-victim", "victim-session-1")
         check(not nas.requests, "a CoA before anything changed: %r" % nas.requests)
 
         t0 = time.monotonic()
@@ -724,5 +731,42 @@ def test_radius_threat_coa(ctx):
         time.sleep(1.5)
         check(len(nas.requests) == 1, "the ACKed CoA was sent %d times" % len(nas.requests))
         check(took < 15, "the CoA came %.1fs after the threat" % took)
+    finally:
+        nas.close()
+
+
+def test_radius_coa_reload(ctx):
+    """nac.nas is read again on SIGHUP: custosd starts with switch1's CoA
+    port pointing nowhere, the port is corrected and custosd reloaded, and
+    the CoA for a threat reaches the test NAS."""
+    have_prerequisites()
+    nas = TestNas()
+    try:
+        net = Net(ctx, 1)
+        dead = ctx.port()
+        srv = nac_server(ctx, net=net, nas_port=dead).start()
+        host, a, fr = admit_healthy(ctx, srv, net, "nac-reload", "reload-session-1")
+
+        text = srv.conf.read_text()
+        check("coa_port = %d;" % dead in text, "the test config has no coa_port %d" % dead)
+        srv.conf.write_text(text.replace("coa_port = %d;" % dead, "coa_port = %d;" % nas.port))
+        before = srv.log_count("(reloaded;")
+        srv.hup()
+        wait_until(lambda: srv.log_count("(reloaded;") > before, 10, "custosd to reload nac.nas")
+
+        a.event("EICAR-Test-File found in /tmp/y", severity="critical", kind="threat_found")
+        req = wait_until(lambda: nas.requests[0] if nas.requests else None, 30,
+                         "a CoA-Request at the test NAS after the reload")
+        check(not nas.problems, "test NAS: %s" % nas.problems)
+        check(req["auth_ok"] and req["ma_ok"], "CoA-Request badly signed after the reload")
+        check(req.get("Acct-Session-Id") == "reload-session-1", "CoA for session %r" % req.get("Acct-Session-Id"))
+
+        # a nac.nas whose secret cannot be read changes nothing on reload
+        secret = str(ctx.dir / "nas-switch1.secret")
+        srv.conf.write_text(srv.conf.read_text().replace(secret, secret + ".missing"))
+        srv.hup()
+        wait_until(lambda: srv.log_count("the previous nac.nas list stays") > 0, 10,
+                   "custosd to refuse the broken nac.nas")
+        check(srv.alive(), "custosd died on a broken reload")
     finally:
         nas.close()
