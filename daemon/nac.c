@@ -24,6 +24,7 @@
 #include "server.h"
 #include "soh.h"
 #include "status.h"
+#include "utf8.h"
 #include "util.h"
 
 #define DAY 86400
@@ -1674,33 +1675,6 @@ jw_put(struct jw *w, const char *s, size_t n)
 
 #define JW_LIT(w, s) jw_put((w), (s), sizeof(s) - 1)
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len;
-	uint32_t cp, min;
-
-	if ((s[0] & 0xe0) == 0xc0) {
-		len = 2; cp = s[0] & 0x1f; min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3; cp = s[0] & 0x0f; min = 0x800;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4; cp = s[0] & 0x07; min = 0x10000;
-	} else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* A quoted, escaped string (prefix then s). Escapes as jansson does;
  * a byte that is not UTF-8 becomes U+FFFD (jansson refuses the string). */
 static void
@@ -1741,7 +1715,7 @@ jw_str2(struct jw *w, const char *prefix, const char *s)
 				}
 				p++;
 			} else {
-				size_t l = utf8_len(p, strnlen((const char *)p, 4));
+				size_t l = utf8_seq_len(p, strnlen((const char *)p, 4));
 				if (l == 0) {
 					JW_LIT(w, "\\uFFFD");
 					p++;
