@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "plugins.h"
+#include "utf8.h"
 
 void
 plugin_error(json_t *errors, const char *fmt, ...)
@@ -26,40 +27,6 @@ plugin_error(json_t *errors, const char *fmt, ...)
 		json_array_append_new(errors, plugin_string(msg, strlen(msg)));
 }
 
-/* Length of the valid UTF-8 sequence at s (at most left bytes), 0 if invalid. */
-static size_t
-utf8_seq(const unsigned char *s, size_t left)
-{
-	size_t n;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return s[0] == 0 ? 0 : 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07;
-	} else
-		return 0;
-	if (n > left)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates and code points past U+10FFFF. */
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
-}
-
 json_t *
 plugin_string(const char *s, size_t len)
 {
@@ -74,7 +41,8 @@ plugin_string(const char *s, size_t len)
 	if (clean == NULL)
 		return NULL;
 	while (i < len) {
-		size_t n = utf8_seq(u + i, len - i);
+		/* a NUL would cut the JSON string short: replaced like bad bytes */
+		size_t n = u[i] == 0 ? 0 : utf8_seq_len(u + i, len - i);
 		if (n == 0) {
 			clean[i++] = '?';
 			continue;

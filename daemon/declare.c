@@ -23,6 +23,7 @@
 #include "groups.h"
 #include "schedule.h"
 #include "selection.h"
+#include "utf8.h"
 #include "util.h"
 
 #define MSG_MAX        1024     /* longest single problem line */
@@ -367,33 +368,14 @@ static bool
 utf8_valid(const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
+	size_t left = strlen(str);
 
-	while (*s != '\0') {
-		unsigned c = *s;
-		size_t n;
-		uint32_t cp, min;
-
-		if (c < 0x80) {
-			s++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			n = 1; cp = c & 0x1f; min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2; cp = c & 0x0f; min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3; cp = c & 0x07; min = 0x10000;
-		} else {
+	while (left > 0) {
+		size_t n = utf8_seq_len(s, left);
+		if (n == 0)
 			return false;
-		}
-		/* a NUL stops the loop: it is not a continuation byte */
-		for (size_t i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		s += n + 1;
+		s += n;
+		left -= n;
 	}
 	return true;
 }

@@ -978,10 +978,36 @@ test_posture_collect(void **state)
 	assert_null(posture_collect(NULL));
 }
 
+/* Plug-in text becomes valid JSON text: bad bytes and NULs turn into '?',
+ * well-formed sequences stay. */
+static void
+test_plugin_string_utf8(void **state)
+{
+	(void)state;
+	static const struct { const char *in; size_t len; const char *out; } cases[] = {
+		{ "plain", 5, "plain" },
+		{ "caf\xc3\xa9", 5, "caf\xc3\xa9" },                 /* é */
+		{ "\xe2\x82\xac" "1", 4, "\xe2\x82\xac" "1" },         /* € */
+		{ "\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80" },    /* U+1F600 */
+		{ "a\xff" "b", 3, "a?b" },                              /* not a lead byte */
+		{ "\xc0\xaf", 2, "??" },                             /* overlong '/' */
+		{ "\xed\xa0\x80", 3, "???" },                        /* surrogate */
+		{ "\xe2\x82", 2, "??" },                             /* cut short */
+		{ "a\0b", 3, "a?b" },                                /* NUL */
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		json_t *j = plugin_string(cases[i].in, cases[i].len);
+		assert_non_null(j);
+		assert_string_equal(json_string_value(j), cases[i].out);
+		json_decref(j);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plugin_string_utf8),
 		cmocka_unit_test(test_cvd_valid_stime),
 		cmocka_unit_test(test_cvd_valid_date),
 		cmocka_unit_test(test_cvd_truncated),
