@@ -60,30 +60,40 @@ static const struct ext_def agent_exts[] = {
 
 /* Formats err and appends the root-cause OpenSSL error, then clears the
  * thread's error queue so later calls start clean. */
-static void pki_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-pki_err(char *err, size_t errlen, const char *fmt, ...)
+const char *
+pki_openssl_reason(char *buf, size_t len)
 {
+	/* The first queued error is the root cause; later ones only say which
+	 * caller gave up. */
 	unsigned long e = ERR_peek_error();
+	const char *r = NULL;
 
-	if (err != NULL && errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-		if (n >= 0 && (size_t)n < errlen && e != 0) {
-			const char *reason = ERR_reason_error_string(e);
-			char buf[256];
-			if (reason == NULL) {
-				ERR_error_string_n(e, buf, sizeof(buf));
-				reason = buf;
-			}
-			snprintf(err + n, errlen - (size_t)n, " (%s)", reason);
-		}
+	if (e != 0 && len > 0) {
+		const char *reason = ERR_reason_error_string(e);
+		if (reason != NULL)
+			snprintf(buf, len, "%s", reason);
+		else
+			ERR_error_string_n(e, buf, len);
+		r = buf;
 	}
 	ERR_clear_error();
+	return r;
+}
+
+void
+pki_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	char reason[256];
+	const char *r = pki_openssl_reason(reason, sizeof(reason));
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	if (r != NULL && n >= 0 && (size_t)n < errlen)
+		snprintf(err + n, errlen - (size_t)n, " (%s)", r);
 }
 
 /* Never prompt on the terminal for an encrypted key: fail instead. */

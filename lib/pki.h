@@ -12,6 +12,14 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+/* OpenSSL's first queued error reason into buf (NULL when none queued);
+ * clears the queue either way. */
+const char *pki_openssl_reason(char *buf, size_t len);
+/* err = the formatted message + " (OpenSSL's reason)" when one is queued;
+ * clears OpenSSL's queue. */
+void pki_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* SHA-256 of the DER certificate, as 64 lower-case hex chars + NUL. */
 #define PKI_FP_LEN 65
 

@@ -1,7 +1,6 @@
 /* tls.c — see tls.h. */
 #include "tls.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,47 +14,11 @@
 #define TLS12_CIPHERS	"ECDHE+AESGCM:ECDHE+CHACHA20"
 #define TLS_SID_CTX	"custos"
 
-static void tls_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* err = message + " (root-cause OpenSSL reason)"; clears the queue. */
-static void
-tls_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	char reason[256];
-
-	tls_error_string(reason, sizeof(reason));
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	if (n >= 0 && (size_t)n < errlen)
-		snprintf(err + n, errlen - (size_t)n, " (%s)", reason);
-}
-
 const char *
 tls_error_string(char *buf, size_t len)
 {
-	/* The first queued error is the root cause; later ones only say
-	 * which caller gave up. */
-	unsigned long e = ERR_peek_error();
-
-	if (len == 0) {
-		ERR_clear_error();
-		return buf;
-	}
-	if (e == 0)
+	if (pki_openssl_reason(buf, len) == NULL && len > 0)
 		snprintf(buf, len, "no OpenSSL error");
-	else {
-		const char *reason = ERR_reason_error_string(e);
-		if (reason != NULL)
-			snprintf(buf, len, "%s", reason);
-		else
-			ERR_error_string_n(e, buf, len);
-	}
-	ERR_clear_error();
 	return buf;
 }
 
@@ -86,7 +49,7 @@ tls_load_pair(SSL_CTX *ctx, const char *cert_path, const char *key_path,
     char *err, size_t errlen)
 {
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
-		tls_err(err, errlen, "tls: cannot load certificate %s; check the "
+		pki_err(err, errlen, "tls: cannot load certificate %s; check the "
 		    "path and that it is a PEM certificate", cert_path);
 		return -1;
 	}
@@ -97,12 +60,12 @@ tls_load_pair(SSL_CTX *ctx, const char *cert_path, const char *key_path,
 	    is_key_mismatch(ERR_peek_error()) ||
 	    is_key_mismatch(ERR_peek_last_error());
 	if (mismatch) {
-		tls_err(err, errlen, "tls: private key %s does not match "
+		pki_err(err, errlen, "tls: private key %s does not match "
 		    "certificate %s", key_path, cert_path);
 		return -1;
 	}
 	if (!loaded) {
-		tls_err(err, errlen, "tls: cannot load private key %s; check the "
+		pki_err(err, errlen, "tls: cannot load private key %s; check the "
 		    "path, its permissions and that it is an unencrypted PEM key",
 		    key_path);
 		return -1;
@@ -116,11 +79,11 @@ tls_server_ctx(const char *cert_path, const char *key_path,
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
-		tls_err(err, errlen, "tls: cannot create a server context");
+		pki_err(err, errlen, "tls: cannot create a server context");
 		return NULL;
 	}
 	if (tls_ctx_policy(ctx) < 0) {
-		tls_err(err, errlen, "tls: cannot apply the TLS policy");
+		pki_err(err, errlen, "tls: cannot apply the TLS policy");
 		goto fail;
 	}
 	/* Clients are identified by certificate on every connection: no
@@ -129,21 +92,21 @@ tls_server_ctx(const char *cert_path, const char *key_path,
 	if (SSL_CTX_set_num_tickets(ctx, 0) != 1 ||
 	    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)TLS_SID_CTX,
 	    sizeof(TLS_SID_CTX) - 1) != 1) {
-		tls_err(err, errlen, "tls: cannot disable session resumption");
+		pki_err(err, errlen, "tls: cannot disable session resumption");
 		goto fail;
 	}
 	if (tls_load_pair(ctx, cert_path, key_path, err, errlen) < 0)
 		goto fail;
 	if (client_ca_path != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, client_ca_path, NULL) != 1) {
-			tls_err(err, errlen, "tls: cannot load client CA %s; check "
+			pki_err(err, errlen, "tls: cannot load client CA %s; check "
 			    "the path and that it holds PEM certificates",
 			    client_ca_path);
 			goto fail;
 		}
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca_path);
 		if (names == NULL) {
-			tls_err(err, errlen, "tls: no CA names in %s", client_ca_path);
+			pki_err(err, errlen, "tls: no CA names in %s", client_ca_path);
 			goto fail;
 		}
 		SSL_CTX_set_client_CA_list(ctx, names);
@@ -170,11 +133,11 @@ tls_client_ctx(const char *cert_path, const char *key_path,
 	}
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (ctx == NULL) {
-		tls_err(err, errlen, "tls: cannot create a client context");
+		pki_err(err, errlen, "tls: cannot create a client context");
 		return NULL;
 	}
 	if (tls_ctx_policy(ctx) < 0) {
-		tls_err(err, errlen, "tls: cannot apply the TLS policy");
+		pki_err(err, errlen, "tls: cannot apply the TLS policy");
 		goto fail;
 	}
 	if (cert_path != NULL && tls_load_pair(ctx, cert_path, key_path, err,
@@ -182,7 +145,7 @@ tls_client_ctx(const char *cert_path, const char *key_path,
 		goto fail;
 	if (ca_path != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, ca_path, NULL) != 1) {
-			tls_err(err, errlen, "tls: cannot load server CA %s; check "
+			pki_err(err, errlen, "tls: cannot load server CA %s; check "
 			    "the path and that it holds PEM certificates", ca_path);
 			goto fail;
 		}
