@@ -1178,6 +1178,7 @@ set_list(struct tasks *ts, json_t *list, const char *hash, const json_t *state)
 		}
 		struct task *prev = find_in(ts->tasks, ts->ntasks, t->id);
 		json_t *st = state ? state_for(state, t->id) : NULL;
+		bool fresh = false;
 		if (prev) {
 			t->seen_manual = prev->seen_manual;
 			t->seen_cancel = prev->seen_cancel;
@@ -1193,6 +1194,7 @@ set_list(struct tasks *ts, json_t *list, const char *hash, const json_t *state)
 			if (strcmp(t->sched_text, prev->sched_text) != 0 ||
 			    t->random_delay != prev->random_delay || strcmp(t->error, prev->error) != 0) {
 				schedule_fresh(t, now);
+				fresh = true;
 			}
 			if (t->error[0] && strcmp(t->error, prev->error) != 0)
 				log_warnx("tasks", "task \"%s\" cannot run: %s", t->name, t->error);
@@ -1214,8 +1216,17 @@ set_list(struct tasks *ts, json_t *list, const char *hash, const json_t *state)
 			t->seen_manual = (state || t->cancel_seq > 0) ? t->manual_seq : 0;
 			t->seen_cancel = t->cancel_seq;
 			schedule_fresh(t, now);
+			fresh = true;
 			if (t->error[0])
 				log_warnx("tasks", "task \"%s\" cannot run: %s", t->name, t->error);
+		}
+		/* a new or changed schedule: the server learns when the next run
+		 * comes (the state "scheduled"; started holds the planned time) */
+		if (state == NULL && fresh && t->next_run >= 0 && t->sched.kind != SCHEDULE_AT_START) {
+			char when[32], msg[64];
+			time_iso(t->next_run, when);
+			str_fmt(msg, sizeof(msg), "next run at %s", when);
+			report(ts, t->id, t->name, t->runs + 1, "scheduled", NULL, NULL, t->next_run, 0, msg);
 		}
 		if (state == NULL && t->cancel_seq != t->seen_cancel) {
 			t->seen_cancel = t->cancel_seq;

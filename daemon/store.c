@@ -318,20 +318,26 @@ out:
 
 /* Task results travel as events of kind task_result; they are also kept per
  * (task, host, run) with the newest state. A final state is never replaced
- * by an earlier "running" that arrives late. */
+ * by an earlier "running" or "scheduled" that arrives late. For "scheduled",
+ * started is the planned start. */
 static int
 batch_write_task_results(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 {
 	enum { C_TASK, C_HOST, C_RUN, C_STATE, C_EXIT, C_TAIL, C_START, C_END, C_UPD, NCOLS };
+	/* NEWER: the stored state may move on to the reported one (scheduled ->
+	 * running -> final; never back). Assignments see the old state: it is
+	 * set last. */
+#define NEWER "(state = 'scheduled' OR (state = 'running' AND VALUES(state) <> 'scheduled'))"
 	static const char sql[] =
 	    "INSERT INTO task_results (task_id, host_id, run, state, exit_code, output_tail, started,"
 	    " ended, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
-	    " exit_code = IF(state IN ('scheduled', 'running'), VALUES(exit_code), exit_code),"
-	    " output_tail = IF(state IN ('scheduled', 'running'), VALUES(output_tail), output_tail),"
-	    " started = IF(VALUES(started) > 0, VALUES(started), started),"
-	    " ended = IF(state IN ('scheduled', 'running'), VALUES(ended), ended),"
+	    " exit_code = IF(" NEWER ", VALUES(exit_code), exit_code),"
+	    " output_tail = IF(" NEWER ", VALUES(output_tail), output_tail),"
+	    " started = IF(" NEWER " AND VALUES(started) > 0, VALUES(started), started),"
+	    " ended = IF(" NEWER ", VALUES(ended), ended),"
 	    " updated_at = VALUES(updated_at),"
-	    " state = IF(state IN ('scheduled', 'running'), VALUES(state), state)";
+	    " state = IF(" NEWER ", VALUES(state), state)";
+#undef NEWER
 	size_t n = 0;
 	for (size_t i = 0; i < b->nevents; i++)
 		n += b->events[i].task_id != 0;

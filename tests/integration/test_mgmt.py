@@ -513,8 +513,14 @@ def test_mgmt_tasks(ctx):
     rows = srv.sql("SELECT t.name, h.name, r.state FROM task_results r JOIN tasks t ON t.id = r.task_id "
                    "JOIN hosts h ON h.id = r.host_id ORDER BY t.name, h.name, r.run")
     check(rows == [["boot", "web-1", "succeeded"], ["hello", "srv-1", "succeeded"],
-                   ["hello", "web-1", "succeeded"], ["long", "lone", "cancelled"], ["slow", "ws-1", "failed"]],
+                   ["hello", "web-1", "succeeded"], ["long", "lone", "cancelled"],
+                   ["nightly", "ws-1", "scheduled"], ["slow", "ws-1", "failed"]],
           "task_results table: %r" % rows)
+    # the daily task was not due: ws-1 said when it will run
+    nightly = _results(srv, "nightly")
+    now = time.time()
+    check(len(nightly) == 1 and nightly[0]["run"] == 1 and now < nightly[0]["started"] <= now + 86400 + 3600,
+          "nightly on ws-1 should be scheduled within a day: %r" % nightly)
 
     # at_start again: a restarted agent runs it once more, as run 2
     agents["web-1"].stop()

@@ -710,16 +710,26 @@ test_persistence(void **state)
 	assert_int_equal(tasks_run_now(f->ts, 2), 0);
 	run_until_idle(f, 5000);
 	json_t *ev = events_of(f, "task_result");
-	assert_int_equal(json_array_size(ev), 4);
-	assert_int_equal(data_int(json_array_get(ev, 3), "run"), 2);
+	/* hourly: scheduled (once, not again after the restart); manual: two runs */
+	assert_int_equal(json_array_size(ev), 5);
+	assert_string_equal(data_str(json_array_get(ev, 0), "state"), "scheduled");
+	assert_int_equal(data_int(json_array_get(ev, 0), "task_id"), 1);
+	assert_int_equal(data_int(json_array_get(ev, 0), "run"), 1);
+	assert_int_equal(data_int(json_array_get(ev, 0), "started"), next);
+	assert_int_equal(data_int(json_array_get(ev, 4), "run"), 2);
 	json_decref(ev);
 	assert_int_equal(tasks_run_now(f->ts, 99), -1);
 
-	/* a changed schedule is scheduled afresh */
+	/* a changed schedule is scheduled afresh, and says so */
 	set_list(f, "[{\"id\": 1, \"name\": \"hourly\", \"type\": \"command\","
 	    "\"schedule\": \"every 2h\", \"params\": {\"argv\": [\"/bin/true\"]}}]", "hash-2");
 	assert_true(tasks_next_run(f->ts, 1) >= now + 7200);
 	assert_int_equal(tasks_next_run(f->ts, 2), -1);	/* gone */
+	ev = events_of(f, "task_result");
+	assert_int_equal(json_array_size(ev), 6);
+	assert_string_equal(data_str(json_array_get(ev, 5), "state"), "scheduled");
+	assert_int_equal(data_int(json_array_get(ev, 5), "started"), tasks_next_run(f->ts, 1));
+	json_decref(ev);
 
 	/* a damaged file: the agent starts with no tasks */
 	tasks_free(f->ts);
@@ -787,8 +797,10 @@ test_bad_lists(void **state)
 	run_until_idle(f, 5000);
 	assert_int_equal(tasks_next_run(f->ts, 1), -1);
 	json_t *ev = events_of(f, "task_result");
-	assert_int_equal(json_array_size(ev), 1);
-	assert_string_equal(data_str(json_array_get(ev, 0), "state"), "failed");
+	/* the first list's hourly task was scheduled; the unusable one failed */
+	assert_int_equal(json_array_size(ev), 2);
+	assert_string_equal(data_str(json_array_get(ev, 0), "state"), "scheduled");
+	assert_string_equal(data_str(json_array_get(ev, 1), "state"), "failed");
 	json_decref(ev);
 }
 
