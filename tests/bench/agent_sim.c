@@ -8,6 +8,7 @@
  *   agent_sim compare -s ADDR:PORT -r ADDR:PORT -f IDS [-c C] [-i MAXIDS] [-N] -t SECS
  *                     [-R ROUNDS]
  *   agent_sim hold    -s ADDR:PORT -f IDS -n N [-c C] [-i MAXIDS] [-t MAXSECS]
+ *   agent_sim policy  -s ADDR:PORT -f IDS -n N [-c C] [-t MAXSECS] [-w WAITSECS]
  *   agent_sim raw-server -s ADDR:PORT -C CERT -K KEY -A CA
  *
  * enroll writes N identities (key + certificate, PEM) to IDS. sync loops:
@@ -20,6 +21,29 @@
  * operations at its deadline and lets the running ones finish uncounted.
  * hold opens N connections (one sync each), prints "HELD", and keeps them
  * until SIGTERM or MAXSECS.
+ *
+ * policy holds N connections like hold, one identity each, but every
+ * connection behaves as custos-agent does on the policy path (agent/client.c
+ * handle_message, agent/policy_apply.c): its syncs carry "policy" {version,
+ * hash, errors: []} of the document it holds (0 and "" at first),
+ * "tasks_hash" and "tags"; a sync_ok with a "policy" object makes it store
+ * that version and hash and report them with another sync at once, or, under
+ * the agent's rule, 1 s after its previous report (10 s when the same
+ * document came again); a "sync_now" push is answered with a sync. The
+ * connection counts as held at its first sync_ok. SIGUSR1 is the start
+ * signal: the agents held then are armed with the hash and version they
+ * hold, and "ARMED n=COUNT" is printed. From then on each armed agent
+ * records when it first receives a document whose hash or version differs
+ * (reached) and when the server answers the sync that reports it as applied
+ * (reported). When all have reported, or WAITSECS (default 60) after the
+ * signal, one line is printed:
+ *   RESULT mode=push agents= reached= missed= p50_s= p99_s= max_s=
+ *          reported= report_p50_s= report_p99_s= report_max_s= wait_s=
+ *          sync_now= syncs= docs= held= dropped= errors=
+ * (seconds from the signal; missed = armed agents without the new document
+ * in time, including connections lost). The connections are kept until
+ * SIGTERM or MAXSECS, then the usual mode=policy line follows. No periodic
+ * syncs or keep-alive pings are sent (the server's sync interval is 900 s).
  *
  * Identities are used in turn; -i loads only the first MAXIDS (OpenSSL 3.0
  * decodes about 2,000 keys a second). Client sockets get TCP_NODELAY once the
@@ -59,8 +83,10 @@
 #define N_SOFTWARE	50
 #define ENROLL_TRIES	20
 #define ERR_SHOWN	5
+#define HASH_MAX	128	/* as agent/policy_apply.c */
+#define WAIT_DEFAULT_S	60
 
-enum mode { M_ENROLL, M_SYNC, M_RAW, M_HOLD, M_RAW_SERVER, M_COMPARE };
+enum mode { M_ENROLL, M_SYNC, M_RAW, M_HOLD, M_RAW_SERVER, M_COMPARE, M_POLICY };
 
 /* Results of one kind of operation. */
 struct stats {
@@ -113,6 +139,16 @@ struct sim {
 	struct event *deadline;
 	struct op *ops;         /* every live operation (hold keeps them) */
 	size_t nerr_shown;      /* errors printed so far (the first ERR_SHOWN) */
+	/* policy mode: the push measured from SIGUSR1 */
+	int wait_secs;          /* -w: how long to wait for every agent */
+	bool armed, push_printed;
+	int64_t t_arm;          /* monotonic us of the signal */
+	size_t narmed;          /* agents held at the signal */
+	size_t reached, reported;
+	size_t sync_now, syncs_sent, docs;
+	struct stats push;      /* signal -> new document, us */
+	struct stats report;    /* signal -> the server's answer to the report */
+	struct event *wait_ev;
 };
 
 struct op {
@@ -123,6 +159,17 @@ struct op {
 	int64_t t0;
 	bool handshaken;
 	bool held;
+	/* policy mode: what custos-agent keeps (agent/policy_apply.c, tasks.c) */
+	int64_t pol_version;
+	char pol_hash[HASH_MAX + 1];
+	char tasks_hash[HASH_MAX + 1];
+	char start_hash[HASH_MAX + 1];  /* the hash held at the signal */
+	int64_t start_version;
+	int64_t last_report;            /* now_s() of the last immediate report */
+	uint32_t nsent, nok;            /* sync frames sent / sync_ok received */
+	uint32_t report_seq;            /* the sync that reports the new document */
+	bool armed, reached, reported;
+	struct event *timer;            /* a report that must wait (1 s rule) */
 };
 
 static volatile sig_atomic_t got_signal;
@@ -311,13 +358,22 @@ ids_load(struct sim *s)
 /* ---- one client operation ---- */
 
 static void op_start(struct sim *s);
+static bool policy_message(struct op *o, const char *type, json_t *msg);
+static int send_policy_sync(struct op *o);
+
+/* hold and policy keep their connections */
+static bool
+holds(enum mode m)
+{
+	return m == M_HOLD || m == M_POLICY;
+}
 
 static void
 sim_refill(struct sim *s)
 {
 	while (!s->stopping && s->inflight < s->concurrency) {
 		if (s->target > 0) {
-			size_t pending = s->mode == M_HOLD ? s->held : s->cur->done;
+			size_t pending = holds(s->mode) ? s->held : s->cur->done;
 			if (pending + s->inflight >= s->target)
 				break;
 		} else if (mono_us() >= s->t_end)
@@ -334,7 +390,7 @@ sim_refill(struct sim *s)
 		op_start(s);
 	}
 	/* a count run is complete, or a timed one has drained */
-	if (s->inflight == 0 && (s->stopping || (s->target > 0 && s->mode != M_HOLD)))
+	if (s->inflight == 0 && (s->stopping || (s->target > 0 && !holds(s->mode))))
 		event_base_loopbreak(s->base);
 }
 
@@ -350,6 +406,8 @@ op_free(struct op *o)
 		o->next->prev = o->prev;
 	if (o->bev)
 		bufferevent_free(o->bev);
+	if (o->timer)
+		event_free(o->timer);
 	free(o);
 }
 
@@ -457,7 +515,13 @@ op_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		const char *type = json_string_value(json_object_get(msg, "type"));
-		if (o->held || type == NULL) {
+		if (s->mode == M_POLICY && type != NULL) {
+			bool alive = policy_message(o, type, msg);
+			json_decref(msg);
+			if (!alive)
+				return;
+			continue;
+		} else if (o->held || type == NULL) {
 			/* held agents ignore server pushes (sync_now) */
 		} else if (strcmp(type, "error") == 0) {
 			const char *code = json_string_value(json_object_get(msg, "code"));
@@ -545,6 +609,8 @@ op_event_cb(struct bufferevent *bev, short what, void *arg)
 			rc = send_enroll(o);
 		else if (s->mode == M_SYNC || s->mode == M_HOLD)
 			rc = send_sync(o);
+		else if (s->mode == M_POLICY)
+			rc = send_policy_sync(o);
 		if (rc < 0)
 			op_end(o, false, "cannot build the request");
 		return;
@@ -636,6 +702,215 @@ percentile_ms(const uint32_t *v, size_t n, int p)
 	return v[rank ? rank - 1 : 0] / 1000.0;
 }
 
+/* ---- policy: custos-agent's side of a policy push ---- */
+
+/* The sync frame custos-agent sends (agent/client.c agent_send_sync): the
+ * posture message plus the applied policy {version, hash, errors}, the task
+ * list's hash and the tags. The posture part is encoded once per identity
+ * and the rest spliced in before its closing brace, which gives the server
+ * the same JSON a full encode would. */
+static int
+send_policy_sync(struct op *o)
+{
+	struct sim *s = o->s;
+	struct ident *id = &s->ids[o->id];
+	uint8_t hdr[FRAME_HDR_LEN];
+	if (id->frame == NULL && encode_frame(sync_message(o->id), &id->frame, &id->frame_len) < 0)
+		return -1;
+	json_t *extra = json_pack("{s:{s:I, s:s, s:[]}, s:s, s:[]}", "policy", "version",
+	    (json_int_t)o->pol_version, "hash", o->pol_hash, "errors", "tasks_hash", o->tasks_hash,
+	    "tags");
+	char *text = extra ? json_dumps(extra, JSON_COMPACT) : NULL;
+	json_decref(extra);
+	if (text == NULL || id->frame_len < FRAME_HDR_LEN + 2 || text[0] != '{') {
+		free(text);
+		return -1;
+	}
+	size_t base = id->frame_len - FRAME_HDR_LEN - 1;    /* without the closing '}' */
+	size_t tail = strlen(text) - 1;                     /* without the opening '{' */
+	size_t len = base + 1 + tail;
+	hdr[0] = (uint8_t)(len >> 24);
+	hdr[1] = (uint8_t)(len >> 16);
+	hdr[2] = (uint8_t)(len >> 8);
+	hdr[3] = (uint8_t)len;
+	struct evbuffer *out = bufferevent_get_output(o->bev);
+	int rc = len <= MAX_FRAME && evbuffer_add(out, hdr, sizeof(hdr)) == 0 &&
+	    evbuffer_add(out, id->frame + FRAME_HDR_LEN, base) == 0 && evbuffer_add(out, ",", 1) == 0 &&
+	    evbuffer_add(out, text + 1, tail) == 0 ? 0 : -1;
+	free(text);
+	if (rc < 0)
+		return -1;
+	o->nsent++;
+	s->syncs_sent++;
+	/* the first sync after the new document reports it as applied */
+	if (o->reached && o->report_seq == 0)
+		o->report_seq = o->nsent;
+	return 0;
+}
+
+static double
+percentile_s(struct stats *st, int p)
+{
+	return percentile_ms(st->lat, st->nlat, p) / 1000.0;
+}
+
+static void
+push_result(struct sim *s)
+{
+	if (!s->armed || s->push_printed)
+		return;
+	s->push_printed = true;
+	if (s->push.nlat > 0)
+		qsort(s->push.lat, s->push.nlat, sizeof(*s->push.lat), cmp_u32);
+	if (s->report.nlat > 0)
+		qsort(s->report.lat, s->report.nlat, sizeof(*s->report.lat), cmp_u32);
+	printf("RESULT mode=push agents=%zu reached=%zu missed=%zu p50_s=%.3f p99_s=%.3f max_s=%.3f"
+	    " reported=%zu report_p50_s=%.3f report_p99_s=%.3f report_max_s=%.3f wait_s=%d"
+	    " sync_now=%zu syncs=%zu docs=%zu held=%zu dropped=%zu errors=%zu\n", s->narmed, s->reached,
+	    s->narmed - s->reached, percentile_s(&s->push, 50), percentile_s(&s->push, 99),
+	    percentile_s(&s->push, 100), s->reported, percentile_s(&s->report, 50),
+	    percentile_s(&s->report, 99), percentile_s(&s->report, 100), s->wait_secs, s->sync_now,
+	    s->syncs_sent, s->docs, s->held, s->dropped, s->st[0].errors);
+	fflush(stdout);
+}
+
+static void
+push_check_done(struct sim *s)
+{
+	if (s->armed && s->reached == s->narmed && s->reported == s->narmed)
+		push_result(s);
+}
+
+static void
+on_report_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct op *o = arg;
+	(void)fd;
+	(void)what;
+	/* agent/client.c: the sync timer fires agent_sync_now() */
+	if (send_policy_sync(o) < 0)
+		sim_error(o->s, "cannot build a sync frame");
+}
+
+/* Applies sync_ok as agent/client.c handle_message does: stores the
+ * document's version and hash and the task list's hash, then reports the
+ * applied version at once, or 1 s after the previous report for a new
+ * document (10 s for the same one sent again). */
+static void
+policy_sync_ok(struct op *o, json_t *msg)
+{
+	struct sim *s = o->s;
+	json_t *pol = json_object_get(msg, "policy"), *t = json_object_get(msg, "tasks");
+	int64_t now = mono_us();
+	o->nok++;
+	if (json_is_object(t)) {
+		const char *th = json_string_value(json_object_get(t, "hash"));
+		str_copy(o->tasks_hash, th ? th : "", sizeof(o->tasks_hash));
+	}
+	if (!json_is_object(pol)) {
+		/* the server answered the sync that reported the new version */
+		if (o->armed && o->reached && !o->reported && o->report_seq != 0 &&
+		    o->nok >= o->report_seq) {
+			o->reported = true;
+			s->reported++;
+			record_latency(&s->report, now - s->t_arm);
+			push_check_done(s);
+		}
+		return;
+	}
+	const char *got = json_string_value(json_object_get(pol, "hash"));
+	int64_t version = json_integer_value(json_object_get(pol, "version"));
+	bool fresh = got == NULL || strcmp(o->pol_hash, got) != 0;
+	s->docs++;
+	o->pol_version = version;
+	str_copy(o->pol_hash, got ? got : "", sizeof(o->pol_hash));
+	if (o->armed && !o->reached && (strcmp(o->pol_hash, o->start_hash) != 0 ||
+	    o->pol_version != o->start_version)) {
+		o->reached = true;
+		s->reached++;
+		record_latency(&s->push, now - s->t_arm);
+	}
+	json_int_t next = json_integer_value(json_object_get(msg, "next_sync"));
+	int64_t due = (fresh ? 1 : 10) - (now_s() - o->last_report);
+	if (due <= 0) {
+		o->last_report = now_s();
+		if (send_policy_sync(o) < 0)
+			sim_error(s, "cannot build a sync frame");
+	} else if (next <= 0 || due < next) {
+		struct timeval tv = { (time_t)due, 0 };
+		if (o->timer == NULL)
+			o->timer = evtimer_new(s->base, on_report_timer, o);
+		if (o->timer == NULL || evtimer_add(o->timer, &tv) < 0)
+			sim_error(s, "cannot schedule a report");
+	}
+}
+
+/* One message to a policy-mode connection; false when o was freed. */
+static bool
+policy_message(struct op *o, const char *type, json_t *msg)
+{
+	struct sim *s = o->s;
+	char why[300];
+	if (strcmp(type, "sync_ok") == 0) {
+		policy_sync_ok(o, msg);
+		if (!o->held)
+			op_held(o);
+	} else if (strcmp(type, "sync_now") == 0) {
+		s->sync_now++;
+		if (send_policy_sync(o) < 0)
+			sim_error(s, "cannot build a sync frame");
+	} else if (strcmp(type, "error") == 0) {
+		const char *code = json_string_value(json_object_get(msg, "code"));
+		const char *text = json_string_value(json_object_get(msg, "message"));
+		str_fmt(why, sizeof(why), "server error %s: %s", code ? code : "?", text ? text : "?");
+		if (!o->held) {
+			op_end(o, false, why);
+			return false;
+		}
+		sim_error(s, why);
+	}
+	/* pong, ack and the like need nothing */
+	return true;
+}
+
+/* SIGUSR1: remember each held agent's policy; time the change from now. */
+static void
+on_arm(evutil_socket_t sig, short what, void *arg)
+{
+	struct sim *s = arg;
+	(void)sig;
+	(void)what;
+	if (s->armed)
+		return;
+	s->armed = true;
+	s->t_arm = mono_us();
+	for (struct op *o = s->ops; o; o = o->next) {
+		if (!o->held)
+			continue;
+		o->armed = true;
+		str_copy(o->start_hash, o->pol_hash, sizeof(o->start_hash));
+		o->start_version = o->pol_version;
+		s->narmed++;
+	}
+	s->push.lat = calloc(s->narmed ? s->narmed : 1, sizeof(*s->push.lat));
+	s->report.lat = calloc(s->narmed ? s->narmed : 1, sizeof(*s->report.lat));
+	s->push.caplat = s->report.caplat = s->push.lat && s->report.lat ? s->narmed : 0;
+	printf("ARMED n=%zu\n", s->narmed);
+	fflush(stdout);
+	struct timeval tv = { s->wait_secs, 0 };
+	if (s->wait_ev == NULL || evtimer_add(s->wait_ev, &tv) < 0)
+		push_result(s);
+	push_check_done(s);
+}
+
+static void
+on_wait_over(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	push_result(arg);
+}
+
 static void
 on_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -660,7 +935,8 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 static const char *
 mode_name(enum mode m)
 {
-	static const char *const n[] = { "enroll", "sync", "raw", "hold", "raw-server", "compare" };
+	static const char *const n[] = { "enroll", "sync", "raw", "hold", "raw-server", "compare",
+		"policy" };
 	return n[m];
 }
 
@@ -687,9 +963,9 @@ run_phase(struct sim *s, enum mode mode, const struct sockaddr *to, int tolen, i
 		event_base_dispatch(s->base);
 	evtimer_del(s->deadline);
 	st->cpu_us += cpu_us() - cpu0;
-	if (mode == M_HOLD && s->held == s->target)
+	if (holds(mode) && s->held == s->target)
 		st->wall_us += s->t_end - s->t_start; /* until the last was held */
-	else if (mode != M_HOLD && ms > 0)
+	else if (!holds(mode) && ms > 0)
 		st->wall_us += ms * 1000;
 	else
 		st->wall_us += mono_us() - s->t_start;
@@ -699,15 +975,17 @@ static void
 print_result(struct sim *s, const char *mode, struct stats *st)
 {
 	double secs = (double)st->wall_us / 1e6;
-	size_t ok = s->mode == M_HOLD ? s->held : st->done;
+	size_t ok = holds(s->mode) ? s->held : st->done;
 	if (st->nlat > 0)
 		qsort(st->lat, st->nlat, sizeof(*st->lat), cmp_u32);
 	printf("RESULT mode=%s ops=%zu secs=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f errors=%zu"
 	    " cpu_ms=%lld", mode, ok, secs, secs > 0 ? (double)ok / secs : 0,
 	    percentile_ms(st->lat, st->nlat, 50), percentile_ms(st->lat, st->nlat, 99), st->errors,
 	    (long long)(st->cpu_us / 1000));
-	if (s->mode == M_HOLD)
+	if (holds(s->mode))
 		printf(" held=%zu dropped=%zu identities=%zu", s->held, s->dropped, s->nids);
+	if (s->mode == M_POLICY)
+		printf(" sync_now=%zu syncs=%zu docs=%zu", s->sync_now, s->syncs_sent, s->docs);
 	if (s->rounds > 0)
 		printf(" rounds=%d", s->rounds);
 	printf("\n");
@@ -736,12 +1014,25 @@ run_client(struct sim *s)
 	if (mode == M_HOLD && s->target > s->nids)
 		fprintf(stderr, "agent_sim: %zu connections share %zu identities (the newest "
 		    "connection of an agent becomes its current one)\n", s->target, s->nids);
+	if (mode == M_POLICY && s->target > s->nids) {
+		/* the server pushes to an agent's newest connection only */
+		fprintf(stderr, "agent_sim: policy needs an identity per connection: -n %zu, but %zu "
+		    "identities are loaded\n", s->target, s->nids);
+		return 1;
+	}
 	sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
 	sigint = evsignal_new(s->base, SIGINT, on_signal, s);
 	s->deadline = evtimer_new(s->base, on_deadline, s);
 	if (sigterm == NULL || sigint == NULL || s->deadline == NULL || event_add(sigterm, NULL) < 0 ||
 	    event_add(sigint, NULL) < 0)
 		return 1;
+	struct event *sigusr1 = NULL;
+	if (mode == M_POLICY) {
+		sigusr1 = evsignal_new(s->base, SIGUSR1, on_arm, s);
+		s->wait_ev = evtimer_new(s->base, on_wait_over, s);
+		if (sigusr1 == NULL || s->wait_ev == NULL || event_add(sigusr1, NULL) < 0)
+			return 1;
+	}
 
 	const struct sockaddr *sa = (struct sockaddr *)&s->addr;
 	int rc = 0;
@@ -757,6 +1048,7 @@ run_client(struct sim *s)
 		rc = s->st[0].done == 0 || s->st[1].done == 0;
 	} else {
 		run_phase(s, mode, sa, s->addrlen, (int64_t)s->secs * 1000, &s->st[0]);
+		push_result(s); /* stopped before every agent had the new policy */
 		print_result(s, mode_name(mode), &s->st[0]);
 		if (mode == M_ENROLL) {
 			if (s->st[0].done < s->target) {
@@ -765,7 +1057,7 @@ run_client(struct sim *s)
 				rc = 1;
 			} else if (ids_write(s, s->nids) < 0)
 				rc = 1;
-		} else if (mode == M_HOLD)
+		} else if (holds(mode))
 			rc = s->held < s->target && !got_signal;
 		else
 			rc = s->st[0].done == 0;
@@ -776,6 +1068,12 @@ run_client(struct sim *s)
 	event_free(s->deadline);
 	event_free(sigterm);
 	event_free(sigint);
+	if (sigusr1)
+		event_free(sigusr1);
+	if (s->wait_ev)
+		event_free(s->wait_ev);
+	free(s->push.lat);
+	free(s->report.lat);
 	for (size_t i = 0; i < s->nids; i++) {
 		EVP_PKEY_free(s->ids[i].key);
 		X509_free(s->ids[i].cert);
@@ -891,6 +1189,7 @@ usage(void)
 	    "       agent_sim compare -s ADDR:PORT -r ADDR:PORT -f IDS [-c C] [-i MAXIDS] [-N] -t SECS"
 	    " [-R ROUNDS]\n"
 	    "       agent_sim hold -s ADDR:PORT -f IDS -n N [-c C] [-i MAXIDS] [-t MAXSECS]\n"
+	    "       agent_sim policy -s ADDR:PORT -f IDS -n N [-c C] [-t MAXSECS] [-w WAITSECS]\n"
 	    "       agent_sim raw-server -s ADDR:PORT -C CERT -K KEY -A CA\n");
 	exit(2);
 }
@@ -926,6 +1225,8 @@ main(int argc, char **argv)
 		s.mode = M_RAW;
 	else if (strcmp(m, "hold") == 0)
 		s.mode = M_HOLD;
+	else if (strcmp(m, "policy") == 0)
+		s.mode = M_POLICY;
 	else if (strcmp(m, "raw-server") == 0)
 		s.mode = M_RAW_SERVER;
 	else if (strcmp(m, "compare") == 0)
@@ -933,8 +1234,9 @@ main(int argc, char **argv)
 	else
 		usage();
 	s.concurrency = 32;
+	s.wait_secs = WAIT_DEFAULT_S;
 	optind = 2;
-	while ((ch = getopt(argc, argv, "A:c:C:f:i:K:Nn:r:R:s:t:T:")) != -1) {
+	while ((ch = getopt(argc, argv, "A:c:C:f:i:K:Nn:r:R:s:t:T:w:")) != -1) {
 		switch (ch) {
 		case 'A': ca = optarg; break;
 		case 'c': s.concurrency = (size_t)num_arg("c", optarg, 100000); break;
@@ -949,6 +1251,7 @@ main(int argc, char **argv)
 		case 's': server = optarg; break;
 		case 't': s.secs = (int)num_arg("t", optarg, 86400); break;
 		case 'T': s.token = optarg; break;
+		case 'w': s.wait_secs = (int)num_arg("w", optarg, 86400); break;
 		default: usage();
 		}
 	}
@@ -974,7 +1277,7 @@ main(int argc, char **argv)
 	} else
 		s.rounds = 0;
 	if ((s.mode == M_ENROLL && (s.target == 0 || s.token == NULL)) ||
-	    (s.mode == M_HOLD && s.target == 0) ||
+	    (holds(s.mode) && s.target == 0) ||
 	    ((s.mode == M_SYNC || s.mode == M_RAW) && (s.target == 0) == (s.secs == 0)))
 		usage();
 	signal(SIGPIPE, SIG_IGN);

@@ -12,6 +12,8 @@
 #      custos-agent does today, and single-agent latencies
 #   4. hold: BENCH_AGENTS persistent connections, one sync each; custosd's
 #            VmRSS before and after gives KiB per connected agent
+# Then the other issues' benchmarks: policy engine, policy push to 10,000
+# connected agents (policy_push_bench.sh), NAC, FreeRADIUS, SNMP.
 # Prints a summary with PASS/MISS per target and exits 0; non-zero only when
 # the benchmark itself could not run. BENCH_PERF=1 adds a perf profile of
 # custosd during the raw/sync comparison. See tests/bench/README.md.
@@ -41,14 +43,9 @@ if [ ! -x "$SIM" ] || [ tests/bench/agent_sim.c -nt "$SIM" ] || [ "$BUILD/libcus
 	    $(pkg-config --libs "${PKGS[@]}") -lpthread || die "cannot build $SIM"
 fi
 
-# ---- limits: each side holds AGENTS sockets at once ----
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-need=$((AGENTS + 512))
-[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$need" ] ||
-    die "open files limit $(ulimit -n) is below $need; raise it (ulimit -n) or set BENCH_AGENTS lower"
-
-# ---- processes and clean-up ----
+# ---- processes and clean-up; limits: each side holds AGENTS sockets at once ----
 . tests/bench/common.sh
+bench_need_files "$AGENTS" BENCH_AGENTS
 bench_setup custos-bench
 # utime + stime of a process and all its threads, in clock ticks
 cpu_ticks() {
@@ -90,31 +87,10 @@ echo "bench: MariaDB and custosd in $WORK (agents :$AGENT_PORT, API :$API_PORT)"
 appliance/mariadb.sh start "$WORK/mariadb" >"$WORK/mariadb.out" 2>&1 ||
     { cat "$WORK/mariadb.out" >&2; die "MariaDB did not start"; }
 
-"$BUILD/custosd" -c etc/custosd.conf -o server.state_dir="$STATE" \
-    -o database.socket="$WORK/mariadb/mysqld.sock" \
-    -o database.password_file="$WORK/mariadb/custos.password" \
-    -o listen.address=127.0.0.1 -o listen.port="$AGENT_PORT" -o api.port="$API_PORT" \
-    -o listen.max_connections=$((AGENTS + 1000)) -o listen.idle_timeout=3600 \
-    >"$WORK/custosd.log" 2>&1 &
-SRV=$!
-PIDS+=("$SRV")
-CTL=("$BUILD/custosctl" -o api.url="https://127.0.0.1:$API_PORT" -o api.ca_file="$STATE/ca.pem"
-    -o api.password_file="$STATE/admin.password")
-up=0
-for _ in $(seq 150); do
-	if [ -f "$STATE/admin.password" ] && "${CTL[@]}" status >/dev/null 2>&1; then up=1; break; fi
-	kill -0 "$SRV" 2>/dev/null || break
-	sleep 0.2
-done
-[ $up = 1 ] || { tail -n 20 "$WORK/custosd.log" >&2; die "custosd did not come up"; }
-TOKEN=$("${CTL[@]}" token create bench --max-uses 0 | tail -n 1)
-[ -n "$TOKEN" ] || die "no enrolment token"
+bench_custosd "$WORK/custosd.log" "$AGENTS"
 
 # ---- 1. enrolment ----
-echo "bench: enrolling $AGENTS agents (64 in flight)"
-ENROLL=$("$SIM" enroll -s "127.0.0.1:$AGENT_PORT" -f "$IDS" -n "$AGENTS" -c 64 -T "$TOKEN") ||
-    { tail -n 20 "$WORK/custosd.log" >&2; die "enrolment failed"; }
-echo "  $ENROLL"
+bench_enroll "$AGENTS" bench
 ENROLL_SECS=$(field secs "$ENROLL")
 RSS_ENROLLED=$(rss_kib "$SRV")
 
@@ -189,13 +165,7 @@ RSS0=$(rss_kib "$SRV")
 "$SIM" hold -s "127.0.0.1:$AGENT_PORT" -f "$IDS" -n "$AGENTS" -c 64 -t 600 >"$WORK/hold.out" 2>"$WORK/hold.err" &
 HOLD=$!
 PIDS+=("$HOLD")
-held=0
-for _ in $(seq 1200); do
-	grep -q '^HELD' "$WORK/hold.out" && { held=1; break; }
-	kill -0 "$HOLD" 2>/dev/null || break
-	sleep 0.1
-done
-[ $held = 1 ] || { cat "$WORK/hold.out" "$WORK/hold.err" >&2; die "could not hold $AGENTS connections"; }
+bench_wait_held "$WORK/hold.out" "$WORK/hold.err" "$HOLD" 1200 "$AGENTS connections"
 RSS_HELD=$(rss_kib "$SRV")
 sleep 3 # the syncs' database batch is written and freed
 RSS1=$(rss_kib "$SRV")
@@ -262,6 +232,10 @@ EOF
 echo
 echo "=== policy engine (issue 3): effective settings, 100,000 hosts / 1,000 groups / 10,000 policies ==="
 "$BUILD/bench/policy_bench" || echo "policy_bench failed"
+
+echo
+echo "=== policy push (issue 3): a policy change reaches 10,000 connected agents ==="
+BUILD="$BUILD" tests/bench/policy_push_bench.sh || echo "policy_push_bench failed"
 
 echo
 echo "=== NAC decision time (issue 5): 100,000 hosts ==="

@@ -110,29 +110,10 @@ appliance/mariadb.sh start "$WORK/mariadb" >"$WORK/mariadb.out" 2>&1 ||
     { cat "$WORK/mariadb.out" >&2; die "MariaDB did not start"; }
 
 SRV=
-start_custosd() { # LOG [extra -o options...]
-	local log=$1 up=0
-	shift
-	"$BUILD/custosd" -c etc/custosd.conf -o server.state_dir="$STATE" \
-	    -o database.socket="$WORK/mariadb/mysqld.sock" \
-	    -o database.password_file="$WORK/mariadb/custos.password" \
-	    -o listen.address=127.0.0.1 -o listen.port="$AGENT_PORT" -o api.port="$API_PORT" \
-	    -o listen.idle_timeout=3600 "$@" >"$log" 2>&1 &
-	SRV=$!
-	PIDS+=("$SRV")
-	for _ in $(seq 600); do
-		if [ -f "$STATE/admin.password" ] && "${CTL[@]}" status >/dev/null 2>&1; then up=1; break; fi
-		kill -0 "$SRV" 2>/dev/null || break
-		sleep 0.2
-	done
-	[ $up = 1 ] || { tail -n 20 "$log" >&2; die "custosd did not come up"; }
-}
 stop_custosd() {
 	kill -TERM "$SRV"
 	wait "$SRV" 2>/dev/null || true
 }
-CTL=("$BUILD/custosctl" -o api.url="https://127.0.0.1:$API_PORT" -o api.ca_file="$STATE/ca.pem"
-    -o api.password_file="$STATE/admin.password")
 
 # ---- 1. schema, declared groups, and each group's policy ----
 # custosd's first start applies the migrations and etc/custos.d. A second
@@ -140,7 +121,7 @@ CTL=("$BUILD/custosctl" -o api.url="https://127.0.0.1:$API_PORT" -o api.ca_file=
 # and hash), which the bulk rows then carry: otherwise the load of 100,000
 # hosts would find every policy changed and queue every row for writing.
 t0=$(ms_now)
-start_custosd "$WORK/custosd-schema.log"
+bench_custosd "$WORK/custosd-schema.log" "$AGENTS"
 stop_custosd
 mapfile -t GIDS < <("${DB[@]}" -e "SELECT id FROM groups ORDER BY id LIMIT 3")
 while [ "${#GIDS[@]}" -lt 3 ]; do GIDS+=(0); done
@@ -152,7 +133,7 @@ for i in 0 1 2 3; do
 done
 "${DB[@]}" -e "INSERT INTO hosts (uid, name, hostname, cert_serial, enrolled_at, group_id, placed)
     VALUES $rows" || die "cannot insert the sample hosts"
-start_custosd "$WORK/custosd-policy.log"
+bench_custosd "$WORK/custosd-policy.log" "$AGENTS"
 SAMPLE="FROM hosts WHERE name LIKE 'bench-sample-%'"
 for _ in $(seq 100); do
 	[ "$("${DB[@]}" -e "SELECT COUNT(*) $SAMPLE AND policy_hash <> ''")" = 4 ] && break
@@ -240,7 +221,7 @@ for _ in $(seq 100); do [ -S "$AGENTX" ] && break; kill -0 "$SNMPD_PID" 2>/dev/n
 [ -S "$AGENTX" ] || { tail -n 10 "$SNMPDIR/snmpd.log" >&2; die "snmpd did not open $AGENTX"; }
 
 t0=$(ms_now)
-start_custosd "$WORK/custosd.log" -o snmp.enabled=true -o snmp.agentx_socket="$AGENTX" \
+bench_custosd "$WORK/custosd.log" "$AGENTS" -o snmp.enabled=true -o snmp.agentx_socket="$AGENTX" \
     -o listen.max_connections=$((AGENTS + 1000))
 total=0
 for _ in $(seq 600); do
