@@ -80,19 +80,22 @@ load_thresholds(struct server *srv)
 static int
 check_semantics(const struct conf *cfg, char *err, size_t errlen)
 {
-	if (conf_int(cfg, "status.db_warning_days") > conf_int(cfg, "status.db_critical_days")) {
-		str_fmt(err, errlen, "%s: status.db_warning_days must not exceed status.db_critical_days",
-		    conf_file(cfg));
-		return -1;
-	}
-	if (conf_int(cfg, "status.not_connected_warning_days") >
-	    conf_int(cfg, "status.not_connected_critical_days")) {
-		str_fmt(err, errlen, "%s: status.not_connected_warning_days must not exceed "
-		    "status.not_connected_critical_days", conf_file(cfg));
-		return -1;
+	static const char *const pairs[][2] = {
+		{ "status.db_warning_days", "status.db_critical_days" },
+		{ "status.not_connected_warning_days", "status.not_connected_critical_days" },
+	};
+	for (size_t i = 0; i < ARRAY_LEN(pairs); i++) {
+		long long w = conf_int(cfg, pairs[i][0]), c = conf_int(cfg, pairs[i][1]);
+		if (w > c) {
+			str_fmt(err, errlen, "%s: %s (%lld) must not exceed %s (%lld, %s)",
+			    conf_where(cfg, pairs[i][0]), pairs[i][0], w, pairs[i][1], c,
+			    conf_where(cfg, pairs[i][1]));
+			return -1;
+		}
 	}
 	if (log_level_parse(conf_str(cfg, "log.level")) < 0) {
-		str_fmt(err, errlen, "%s: log.level must be error, warn, info or debug", conf_file(cfg));
+		str_fmt(err, errlen, "%s: log.level must be error, warn, info or debug",
+		    conf_where(cfg, "log.level"));
 		return -1;
 	}
 	size_t n = conf_list_len(cfg, "enroll.tokens");

@@ -40,6 +40,7 @@ struct elem {
 
 struct slot {
 	struct val	 v;		/* scalar keys outside lists */
+	char		*where;		/* "FILE:LINE" or "-o KEY" that set v; NULL: default */
 	size_t		 n_elems;	/* CONF_LIST keys */
 	struct elem	*elems;
 };
@@ -610,6 +611,15 @@ take_list(struct loader *ld, const config_setting_t *s, long idx,
 	}
 }
 
+/* Remembers where a top-level scalar was set, for messages about it. */
+static void
+note_where(struct loader *ld, struct slot *sl, const char *where)
+{
+	free(sl->where);
+	if ((sl->where = strdup(where)) == NULL)
+		err_add(&ld->eb, "%s: out of memory", where);
+}
+
 static void
 walk_group(struct loader *ld, const config_setting_t *g, const char *prefix,
     struct elem *el)
@@ -636,9 +646,12 @@ walk_group(struct loader *ld, const config_setting_t *g, const char *prefix,
 			const struct conf_key *k = &c->schema[idx];
 			if (k->type == CONF_LIST)
 				take_list(ld, s, idx, path, where);
-			else
+			else {
 				take_scalar(ld, s, k, el != NULL ?
 				    &el->vals[idx] : &c->slots[idx].v, path, where);
+				if (el == NULL)
+					note_where(ld, &c->slots[idx], where);
+			}
 		} else if (config_setting_type(s) == CONFIG_TYPE_GROUP &&
 		    schema_has_group(c, path)) {
 			walk_group(ld, s, path, el);
@@ -762,6 +775,11 @@ apply_override(struct loader *ld, const char *o)
 	if (set_from_text(ld, &c->schema[idx], &c->slots[idx].v, eq + 1, false,
 	    msg, sizeof(msg)) < 0)
 		err_add(&ld->eb, "-o %.200s: %s", o, msg);
+	else {
+		char w[CONF_MAX_NAME + 4];
+		str_fmt(w, sizeof(w), "-o %s", key);
+		note_where(ld, &c->slots[idx], w);
+	}
 }
 
 static void
@@ -798,6 +816,7 @@ conf_free(struct conf *c)
 	for (size_t i = 0; c->slots != NULL && i < c->nkeys; i++) {
 		struct slot *sl = &c->slots[i];
 		free(sl->v.s);
+		free(sl->where);
 		for (size_t e = 0; e < sl->n_elems; e++) {
 			for (size_t j = 0; sl->elems[e].vals != NULL && j < c->nkeys; j++)
 				free(sl->elems[e].vals[j].s);
@@ -993,6 +1012,16 @@ conf_list_where(const struct conf *c, const char *list_path, size_t i)
 	if (i >= sl->n_elems)
 		conf_misuse("list index out of range for", list_path);
 	return sl->elems[i].where;
+}
+
+const char *
+conf_where(const struct conf *c, const char *path)
+{
+	const struct slot *sl = &c->slots[lookup(c, path, false)];
+
+	if (sl->where != NULL)
+		return sl->where;
+	return c->file != NULL && c->file[0] != '\0' ? c->file : "(defaults)";
 }
 
 const char *

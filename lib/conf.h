@@ -62,6 +62,9 @@ bool conf_list_bool(const struct conf *c, const char *list_path, size_t i, const
 /* "FILE:LINE" of list element i, for messages about its contents. */
 const char *conf_list_where(const struct conf *c, const char *list_path, size_t i);
 
+/* Where top-level scalar path got its value, for messages about it:
+ * "FILE:LINE", "-o KEY" or, for a default, the file name. */
+const char *conf_where(const struct conf *c, const char *path);
 /* The file this configuration came from ("" when none). */
 const char *conf_file(const struct conf *c);
 /* Prints the schema as documentation (key, type, default, help) to stdout. */

@@ -562,6 +562,11 @@ def test_sighup_reload(ctx):
               "tokens after a refused reload: %r" % toks)
     refused = srv.log_text()[srv.log_text().index("reload refused"):]
     check(str(srv.conf) in refused, "the refusal does not name the configuration file")
+    # the rule broken across two keys is reported at the line that set it
+    line = broken[1].splitlines().index(next(l for l in broken[1].splitlines() if "db_warning_days = 9" in l)) + 1
+    check("%s:%d: status.db_warning_days (9) must not exceed status.db_critical_days (2, %s:%d)"
+          % (srv.conf, line, srv.conf, line) in refused,
+          "the refusal of warning > critical days does not give FILE:LINE: %r" % refused[-600:])
 
     # a valid change: a second token, usable at once
     srv.write_conf(entries(first, second))

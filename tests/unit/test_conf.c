@@ -302,6 +302,16 @@ test_overrides(void **state)
 	assert_string_equal(conf_str(c, "db.name"), "over=ride");
 	assert_string_equal(conf_str(c, "listen.address"), "");
 	assert_int_equal(conf_int(c, "db.pool"), -7);
+	/* where each value came from, for messages about it */
+	char where[PATH_MAX + 8];
+	assert_string_equal(conf_where(c, "listen.port"), "-o listen.port");
+	str_fmt(where, sizeof(where), "%s:1", f);
+	conf_free(c);
+	assert_int_equal(conf_load(&c, f, schema, NULL, 0, err, sizeof(err)), 0);
+	assert_string_equal(conf_where(c, "db.name"), where);
+	str_fmt(where, sizeof(where), "%s:2", f);
+	assert_string_equal(conf_where(c, "listen.port"), where);
+	assert_string_equal(conf_where(c, "listen.address"), f);    /* a default */
 	conf_free(c);
 
 	/* every boolean spelling */
