@@ -678,6 +678,38 @@ threat_seen(struct fleet *f, const char *id)
 	return false;
 }
 
+_Static_assert(FLEET_SEED_MINUTES == DAY_MINUTES, "a day of minutes");
+_Static_assert(FLEET_SEED_UIDS == RECENT_THREATS, "as many ids as the fleet remembers");
+
+void
+fleet_seed_threats(struct fleet *f, int64_t now, const int64_t *minute, const uint32_t *count,
+    size_t n, const char (*uids)[33], size_t nuids)
+{
+	int64_t cur = now / 60;
+	if (f == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (minute[i] <= cur - DAY_MINUTES || minute[i] > cur)
+			continue;
+		size_t b = (size_t)(minute[i] % DAY_MINUTES);
+		if (f->minute_of[b] != minute[i]) {
+			f->minute_of[b] = minute[i];
+			f->minute_count[b] = 0;
+		}
+		f->minute_count[b] += count[i];
+	}
+	/* oldest first, so that the newest stay longest in the ring */
+	for (size_t i = nuids; i-- > 0;)
+		(void)threat_seen(f, uids[i]);
+	uint64_t in_window = threats_since(f, now, window_minutes(f));
+	if (!f->outbreak && in_window >= (uint64_t)f->p.outbreak_threshold) {
+		f->outbreak = true;
+		log_warnx("fleet", "virus outbreak still on after the restart: %llu threats within %lld s "
+		    "(outbreak.threshold %lld)", (unsigned long long)in_window,
+		    (long long)f->p.outbreak_window, (long long)f->p.outbreak_threshold);
+	}
+}
+
 void
 fleet_agent_events(struct server *srv, const struct host *h, json_t *events)
 {

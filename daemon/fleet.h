@@ -166,6 +166,16 @@ size_t fleet_notices_take(struct fleet *f, struct fleet_notice *out, size_t max,
 /* Readable while notifications wait (drained by fleet_notices_take). */
 int fleet_notice_fd(const struct fleet *f);
 
+/* Threats the database holds from before a (re)start, from the store's
+ * load (main thread): count[i] threats received in unix minute minute[i]
+ * (only the last day counts) and the ids of the newest ones, so that a
+ * resent event is not counted twice. Restores the outbreak state quietly
+ * (no notification; the log says so). NULL-safe. */
+#define FLEET_SEED_MINUTES 1440
+#define FLEET_SEED_UIDS 512
+void fleet_seed_threats(struct fleet *f, int64_t now, const int64_t *minute, const uint32_t *count,
+    size_t n, const char (*uids)[33], size_t nuids);
+
 /* Agents are being served (main thread, on each frame in and out; cheap).
  * fleet_agents_busy (any thread): whether that happened within the last
  * window_ms, so that SNMP walks give way to agents (snmp.c). */

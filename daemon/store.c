@@ -10,6 +10,7 @@
 
 #include "conf.h"
 #include "db.h"
+#include "fleet.h"
 #include "log.h"
 #include "mgmt.h"
 #include "registry.h"
@@ -836,6 +837,12 @@ struct load {
 	size_t nadmins, cap_admins;
 	char password_file[4096];
 	bool created_admin;
+	/* threats of the last day, for the fleet's 24 h count and outbreaks */
+	int64_t threat_minute[FLEET_SEED_MINUTES];
+	uint32_t threat_count[FLEET_SEED_MINUTES];
+	size_t nminutes;
+	char (*threat_uids)[33];
+	size_t nuids;
 };
 
 static void
@@ -846,6 +853,7 @@ load_free(struct load *l)
 	free(l->hosts);
 	free(l->tokens);
 	free(l->admins);
+	free(l->threat_uids);
 	free(l);
 }
 
@@ -1098,6 +1106,72 @@ create_admin(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	return 0;
 }
 
+/* Threats received within the last day, before this process started (what
+ * it received itself the fleet counted already): counts per minute and the
+ * ids of the newest ones (fleet_seed_threats), so that a restart keeps the
+ * 24 h count and the outbreak window. The time index bounds the scan. */
+static int
+load_threats(MYSQL *conn, struct load *l, char *err, size_t errlen)
+{
+	char sql[512];
+	int64_t now = now_s();
+	long long since = (long long)(now - 86400), started = (long long)l->st->srv->started;
+	MYSQL_STMT *st;
+	MYSQL_BIND r[2];
+	unsigned long len[2];
+	long long minute, count;
+	char uid[40];
+	int f, rc;
+
+	l->nminutes = l->nuids = 0;
+	/* agents' clocks may be off: time (indexed) with a day of slack */
+	str_fmt(sql, sizeof(sql), "SELECT received DIV 60, COUNT(*) FROM events WHERE kind = 'threat_found'"
+	    " AND time > %lld AND received > %lld AND received < %lld GROUP BY received DIV 60",
+	    since - 86400, since, started);
+	if ((rc = stmt_run(conn, sql, NULL, "load threat counts", &st, err, errlen)) != 0)
+		return rc;
+	memset(r, 0, sizeof(r));
+	r[0].buffer_type = MYSQL_TYPE_LONGLONG; r[0].buffer = &minute;
+	r[1].buffer_type = MYSQL_TYPE_LONGLONG; r[1].buffer = &count;
+	if (mysql_stmt_bind_result(st, r)) {
+		rc = db_stmt_fail(st, "bind threat counts", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	while ((f = mysql_stmt_fetch(st)) == 0 && l->nminutes < FLEET_SEED_MINUTES) {
+		l->threat_minute[l->nminutes] = minute;
+		l->threat_count[l->nminutes++] = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
+	}
+	rc = f == 1 ? db_stmt_fail(st, "fetch threat counts", err, errlen) : 0;
+	mysql_stmt_close(st);
+	if (rc != 0)
+		return rc;
+
+	str_fmt(sql, sizeof(sql), "SELECT event_uid FROM events WHERE kind = 'threat_found' AND time > %lld"
+	    " AND received > %lld AND received < %lld ORDER BY id DESC LIMIT %d", since - 86400, since,
+	    started, FLEET_SEED_UIDS);
+	if ((rc = stmt_run(conn, sql, NULL, "load threat ids", &st, err, errlen)) != 0)
+		return rc;
+	memset(r, 0, sizeof(r));
+	r[0].buffer_type = MYSQL_TYPE_STRING; r[0].buffer = uid; r[0].buffer_length = sizeof(uid);
+	r[0].length = &len[0];
+	if (mysql_stmt_bind_result(st, r)) {
+		rc = db_stmt_fail(st, "bind threat ids", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	if (l->threat_uids == NULL && (l->threat_uids = calloc(FLEET_SEED_UIDS, sizeof(*l->threat_uids))) == NULL) {
+		mysql_stmt_close(st);
+		str_fmt(err, errlen, "out of memory");
+		return -1;
+	}
+	while (((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) && l->nuids < FLEET_SEED_UIDS)
+		copy_col(l->threat_uids[l->nuids++], sizeof(*l->threat_uids), uid, len[0]);
+	rc = f == 1 ? db_stmt_fail(st, "fetch threat ids", err, errlen) : 0;
+	mysql_stmt_close(st);
+	return rc;
+}
+
 static int
 load_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 {
@@ -1108,7 +1182,7 @@ load_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	l->nhosts = l->ntokens = l->nadmins = 0;
 	int rc;
 	if ((rc = load_hosts(conn, l, err, errlen)) != 0 || (rc = load_tokens(conn, l, err, errlen)) != 0 ||
-	    (rc = load_admins(conn, l, err, errlen)) != 0)
+	    (rc = load_admins(conn, l, err, errlen)) != 0 || (rc = load_threats(conn, l, err, errlen)) != 0)
 		return rc;
 	if (l->nadmins == 0)
 		return create_admin(conn, l, err, errlen);
@@ -1228,6 +1302,8 @@ load_done(void *arg, int rc, const char *err)
 	l->admins = NULL;
 	if (l->created_admin)
 		log_info("store", "created administrator \"admin\"; its password is in %s", l->password_file);
+	fleet_seed_threats(srv->fleet, now, l->threat_minute, l->threat_count, l->nminutes,
+	    (const char (*)[33])l->threat_uids, l->nuids);
 	srv->loaded = true;
 	log_info("store", "loaded %zu host(s), %zu token(s) from the database%s", registry_host_count(srv->reg),
 	    l->ntokens, merged ? " (merged with hosts seen meanwhile)" : "");

@@ -646,3 +646,27 @@ def test_snmp_agentx_abuse(ctx):
         wait_until(lambda: agent.queued() == 0, 15, "the agent's event to be acknowledged")
     finally:
         m.close()
+
+
+def test_snmp_threats_survive_restart(ctx):
+    """custosThreatsLastDay counts the day's threats from the database after
+    custosd restarts, and a threat resent after the restart counts once."""
+    snmp, srv = start_all(ctx)
+    token = srv.token_create("t", max_uses=5)
+    pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True, sync_interval=10)
+    pc.enroll(token)
+    pc.start()
+    synced(srv, ["pc"])
+    day = FLEET + ".10.0"
+    for i in range(3):
+        pc.event("Eicar-Test-Signature FOUND in /tmp/e%d" % i, severity="critical", kind="threat_found")
+    wait_until(lambda: snmp.get(day).get(day) == 3, 15, "custosThreatsLastDay to count 3")
+    wait_until(lambda: pc.queued() == 0, 15, "the agent's events to be acknowledged")
+    wait_until(lambda: srv.sql("SELECT COUNT(*) FROM events WHERE kind = 'threat_found'") == [["3"]], 10,
+               "the threats in the database")
+    srv.restart()
+    wait_until(snmp.registered, 10, "the subagent to register after the restart")
+    wait_until(lambda: snmp.get(day).get(day) == 3, 10, "custosThreatsLastDay to count 3 after the restart")
+    check(srv.log_count("virus outbreak") == 0, "3 threats are no outbreak (threshold 50)")
+    pc.event("Eicar-Test-Signature FOUND in /tmp/e9", severity="critical", kind="threat_found")
+    wait_until(lambda: snmp.get(day).get(day) == 4, 15, "custosThreatsLastDay to count the new threat")

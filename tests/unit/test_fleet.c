@@ -611,6 +611,39 @@ test_nac_counts(void **state)
 	fleet_release(x->f, s);
 }
 
+/* A restart: the day's threats come back from the database, the outbreak
+ * state quietly, and a resent event is not counted twice. */
+static void
+test_seed_threats(void **state)
+{
+	struct fx *x = *state;
+	struct fleet_notice n[16];
+	int64_t now = now_s(), cur = now / 60;
+	int64_t minute[] = { cur - DAY / 60, cur - 600, cur - 2, cur, cur + 5 };
+	uint32_t count[] = { 100, 7, 3, 1, 50 };   /* the first is a day old, the last ahead */
+	char uids[2][33] = { "000000000000000000000000000000aa", "000000000000000000000000000000bb" };
+
+	fleet_seed_threats(x->f, now, minute, count, ARRAY_LEN(minute), (const char (*)[33])uids, 2);
+	fleet_seed_threats(NULL, now, minute, count, ARRAY_LEN(minute), NULL, 0);
+	fleet_update(x->f, now);
+	const struct fleet_snapshot *s = fleet_acquire(x->f);
+	assert_int_equal(s->threats_24h, 11);
+	assert_true(s->outbreak);          /* 4 within the 600 s window: the threshold */
+	fleet_release(x->f, s);
+	assert_int_equal(take(x, n, 16, NULL), 0);   /* quietly */
+
+	struct host *h = add_host(x, 6, "pc2", K_OK);
+	json_t *ev = json_array();
+	json_array_append_new(ev, threat(uids[1], "resent"));
+	json_array_append_new(ev, threat("000000000000000000000000000000cc", "new"));
+	fleet_agent_events(&x->srv, h, ev);
+	json_decref(ev);
+	fleet_update(x->f, now);
+	s = fleet_acquire(x->f);
+	assert_int_equal(s->threats_24h, 12);
+	fleet_release(x->f, s);
+}
+
 /* Agent work marks the fleet busy for the window the SNMP thread yields in. */
 static void
 test_agents_busy(void **state)
@@ -642,6 +675,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_detached_builds_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_safe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agents_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seed_threats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nac_counts, nac_setup, nac_teardown),
 	};
 	return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);
