@@ -51,6 +51,10 @@ const struct conf_key custosd_schema[] = {
 	{ "status.not_connected_warning_days", CONF_INT, "2", 1, 3650, false, "no contact: Warning" },
 	{ "status.not_connected_critical_days", CONF_INT, "7", 1, 3650, false, "no contact: Critical" },
 
+	{ "wakeup.rate", CONF_INT, "500", 1, 100000, false,
+	  "wake-up datagrams per second at most when a change reaches many offline agents "
+	  "(a policy, a task start); the rest wait in a queue" },
+
 	{ "snmp.enabled", CONF_BOOL, "false", 0, 0, false,
 	  "serve CUSTOS-MIB to the system's snmpd as an AgentX subagent" },
 	{ "snmp.agentx_socket", CONF_STRING, "/var/agentx/master", 0, 0, false,

@@ -172,6 +172,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	fleet_params_from(cfg, &fp);
 	fleet_set_params(srv->fleet, &fp);
 	store_reload_config(srv->store);
+	wakeup_set_rate(srv->wake, (double)conf_int(srv->cfg, "wakeup.rate"));
 	if (srv->loaded && mgmt_reload(srv->mgmt, NULL, NULL, err, sizeof(err)) < 0)
 		log_warnx("main", "etc/custos.d refused; groups, policies and tasks stay as they were");
 	if (srv->nac && nac_reload(srv->nac, err, sizeof(err)) < 0)
@@ -348,7 +349,7 @@ main(int argc, char **argv)
 		fatalx("main", "%s", err);
 	if ((srv->api = api_start(srv, err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
-	if ((srv->wake = wakeup_new(srv, err, sizeof(err))) == NULL)
+	if ((srv->wake = wakeup_new(srv, (double)conf_int(srv->cfg, "wakeup.rate"), err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
 	if (conf_bool(srv->cfg, "snmp.enabled")) {
 		struct snmp_config sc = {

@@ -418,11 +418,10 @@ mgmt_host_relocate(struct mgmt *mg, struct host *h)
 static void
 notify_host(struct mgmt *mg, struct host *h)
 {
-	char err[256];
 	if (h->conn)
 		listener_push_sync(mg->srv->lis, h);
-	else if (h->wake_port > 0 && h->last_ip[0] && wakeup_host(mg->srv->wake, h, err, sizeof(err)) < 0)
-		log_debug("mgmt", "%s", err);
+	else if (h->wake_port > 0 && h->last_ip[0])
+		(void)wakeup_host_later(mg->srv->wake, h);
 }
 
 void
@@ -673,11 +672,14 @@ change_done(void *arg, int rc, const char *err)
 					continue;
 				size_t n;
 				struct host **all = registry_hosts(mg->srv->reg, &n);
-				char werr[256];
+				size_t unreachable = 0;
 				for (size_t k = 0; all && k < n; k++)
-					if (task_applies(mg, t, all[k]) && wakeup_host(mg->srv->wake, all[k], werr, sizeof(werr)) < 0)
-						log_info("mgmt", "task %s: %s", t->name, werr);
+					if (task_applies(mg, t, all[k]) && wakeup_host_later(mg->srv->wake, all[k]) < 0)
+						unreachable++;
 				free(all);
+				if (unreachable > 0)
+					log_info("mgmt", "task %s: %zu host(s) never told their wake port; they start "
+					    "it at their next sync", t->name, unreachable);
 			}
 		}
 	} else {
