@@ -38,7 +38,8 @@ usage(FILE *f)
 	    "                                  hosts with status, group and reasons (--group:\n"
 	    "                                  the group and its subgroups; --filter: as in a\n"
 	    "                                  selection, e.g. \"db_age_days > 3 and os = debian*\")\n"
-	    "  host NAME                       one host with its full posture\n"
+	    "  host NAME                       one host with its posture (packages counted)\n"
+	    "  host-software NAME              the host's installed packages (from the database)\n"
 	    "  wake NAME                       ask the host's agent to sync now\n"
 	    "  events [--host NAME] [--limit N] [--since UNIXTIME]\n"
 	    "  token list\n"
@@ -252,19 +253,30 @@ cmd_hosts(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* GET hosts/NAME + sub: NULL with *rc when done (an error, or --json
+ * printed it), else the object for a table (*rc 0). */
+static json_t *
+get_host_object(struct ctl *c, const char *name, const char *sub, int *rc)
+{
+	char path[512];
+	ctl_object_path(path, sizeof(path), "hosts", name, sub);
+	json_t *j = ctl_call(c, "GET", path, NULL);
+	*rc = j == NULL;
+	if (j != NULL && c->json) {
+		ctl_print_json(j);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
 static int
 cmd_host(struct ctl *c, const char *name)
 {
-	char path[512];
-	ctl_object_path(path, sizeof(path), "hosts", name, "");
-	json_t *j = ctl_call(c, "GET", path, NULL);
+	int rc;
+	json_t *j = get_host_object(c, name, "", &rc);
 	if (j == NULL)
-		return 1;
-	if (c->json) {
-		ctl_print_json(j);
-		json_decref(j);
-		return 0;
-	}
+		return rc;
 	char seen[32], db[32], rtp[8], reasons[1024];
 	fmt_age(json_integer_value(json_object_get(j, "last_seen")), seen, sizeof(seen));
 	av_text(j, db, sizeof(db), rtp, sizeof(rtp));
@@ -278,6 +290,28 @@ cmd_host(struct ctl *c, const char *name)
 	    json_is_true(json_object_get(j, "connected")) ? " (connected now)" : "");
 	printf("os:          %s\n", json_string_value(json_object_get(j, "os")) ?: "?");
 	printf("anti-virus:  databases %s, real-time protection %s\n", db, rtp);
+	json_decref(j);
+	return 0;
+}
+
+static int
+cmd_host_software(struct ctl *c, const char *name)
+{
+	int rc;
+	json_t *j = get_host_object(c, name, "/software", &rc);
+	if (j == NULL)
+		return rc;
+	json_t *pkgs = json_object_get(j, "packages"), *p;
+	size_t i;
+	char when[32];
+	fmt_age(json_integer_value(json_object_get(j, "posture_time")), when, sizeof(when));
+	printf("%-40s %s\n", "PACKAGE", "VERSION");
+	json_array_foreach(pkgs, i, p)
+		printf("%-40s %s\n", json_string_value(json_object_get(p, "name")) ?: "?",
+		    json_string_value(json_object_get(p, "version")) ?: "?");
+	printf("%lld package(s) on %s, reported %s\n",
+	    (long long)json_integer_value(json_object_get(j, "packages_count")),
+	    json_string_value(json_object_get(j, "host")) ?: name, when);
 	json_decref(j);
 	return 0;
 }
@@ -506,6 +540,8 @@ main(int argc, char **argv)
 		rc = cmd_hosts(&c, nargs, args);
 	else if (strcmp(cmd, "host") == 0 && nargs == 2)
 		rc = cmd_host(&c, args[1]);
+	else if (strcmp(cmd, "host-software") == 0 && nargs == 2)
+		rc = cmd_host_software(&c, args[1]);
 	else if (strcmp(cmd, "status") == 0 && nargs == 1)
 		rc = cmd_simple(&c, "GET", "/api/v1/status");
 	else if (strcmp(cmd, "wake") == 0 && nargs == 2) {

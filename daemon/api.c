@@ -158,6 +158,22 @@ struct pending {
 	char name[65];
 };
 
+/* A request answered later, from a DB job's completion; NULL after
+ * replying 500 when out of memory. */
+static struct pending *
+pending_new(struct api *a, struct evhttp_request *req, const char *name)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		api_error(req, 500, "out of memory");
+		return NULL;
+	}
+	p->a = a;
+	p->req = req;
+	str_copy(p->name, name ? name : "", sizeof(p->name));
+	return p;
+}
+
 static void
 token_created(void *arg, int rc, const char *err)
 {
@@ -298,14 +314,9 @@ api_tokens(struct api *a, struct evhttp_request *req, const char *name)
 			    "there and reload", name);
 			return;
 		}
-		struct pending *p = calloc(1, sizeof(*p));
-		if (p == NULL) {
-			api_error(req, 500, "out of memory");
+		struct pending *p = pending_new(a, req, name);
+		if (p == NULL)
 			return;
-		}
-		p->a = a;
-		p->req = req;
-		str_copy(p->name, name, sizeof(p->name));
 		registry_del_token(a->srv->reg, name);
 		if (store_token_del(a->srv->store, name, token_deleted, p) < 0)
 			token_deleted(p, -1, "database queue full");
@@ -326,6 +337,51 @@ events_rows(void *arg, json_t *rows, const char *err)
 }
 
 static void
+software_rows(void *arg, json_t *rows, const char *err)
+{
+	struct pending *p = arg;
+	if (rows == NULL) {
+		api_error(p->req, 503, "the package list of \"%s\" is kept in the database, which is "
+		    "unavailable: %s (custosctl status shows the database; try again)", p->name, err);
+	} else if (!json_is_object(rows)) {
+		api_error(p->req, 404, "host \"%s\" is no longer in the database", p->name);
+	} else {
+		json_t *j = json_copy(rows);
+		if (j)
+			json_object_set_new(j, "host", json_string(p->name));
+		if (j == NULL)
+			api_error(p->req, 500, "out of memory");
+		else
+			api_reply(p->req, 200, j);
+	}
+	free(p);
+}
+
+/* GET /api/v1/hosts/NAME/software: the package list lives in the database
+ * only (the memory keeps software.packages_count). */
+static void
+api_host_software(struct api *a, struct evhttp_request *req, const char *name)
+{
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		api_error(req, 405, "use GET");
+		return;
+	}
+	struct host *h = registry_host_by_name(a->srv->reg, name);
+	if (h == NULL) {
+		api_error(req, 404, "no host named \"%s\" (custosctl hosts lists them)", name);
+		return;
+	}
+	struct pending *p = pending_new(a, req, h->name);
+	if (p == NULL)
+		return;
+	if (store_query_software(a->srv->store, h, software_rows, p) < 0) {
+		api_error(req, 503, "the package list of \"%s\" is kept in the database, which is "
+		    "unavailable or busy (custosctl status shows the database; try again)", p->name);
+		free(p);
+	}
+}
+
+static void
 api_events(struct api *a, struct evhttp_request *req)
 {
 	struct evkeyvalq q = { 0 };
@@ -342,14 +398,11 @@ api_events(struct api *a, struct evhttp_request *req)
 	long long from = since ? strtoll(since, NULL, 10) : 0;
 	if (lim <= 0 || lim > 10000)
 		lim = 100;
-	struct pending *p = calloc(1, sizeof(*p));
+	struct pending *p = pending_new(a, req, NULL);
 	if (p == NULL) {
 		evhttp_clear_headers(&q);
-		api_error(req, 500, "out of memory");
 		return;
 	}
-	p->a = a;
-	p->req = req;
 	if (store_query_events(a->srv->store, host, from, (size_t)lim, events_rows, p) < 0) {
 		free(p);
 		api_error(req, 503, "database unavailable");
@@ -437,6 +490,9 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	else if (strcmp(seg[2], "hosts") == 0 &&
 	    (nseg == 4 || (nseg == 5 && strcmp(seg[4], "wake") == 0)))
 		api_host(a, req, seg[3], nseg == 5 ? seg[4] : NULL);
+	else if (strcmp(seg[2], "hosts") == 0 && nseg == 5 && seg[3] && seg[4] &&
+	    strcmp(seg[4], "software") == 0)
+		api_host_software(a, req, seg[3]);
 	else if (strcmp(seg[2], "events") == 0 && nseg == 3 && get)
 		api_events(a, req);
 	else if (strcmp(seg[2], "tokens") == 0 && nseg <= 4)

@@ -66,6 +66,7 @@ host_free(struct host *h)
 	if (h == NULL)
 		return;
 	json_decref(h->posture);
+	json_decref(h->posture_full);
 	json_decref(h->policy_errors);
 	json_decref(h->local_settings);
 	json_decref(h->tags);
@@ -171,12 +172,47 @@ host_evaluate(struct host *h, const struct status_thresholds *t, int64_t now)
 	h->st = status_evaluate(&h->sin, t, now);
 }
 
+json_t *
+posture_packages(const json_t *posture)
+{
+	json_t *sw = json_object_get(posture, "software");
+	json_t *pk = json_is_array(sw) ? sw : json_object_get(sw, "packages");
+	return json_is_array(pk) ? pk : NULL;
+}
+
+json_t *
+posture_strip_packages(json_t *posture)
+{
+	json_t *pk = posture_packages(posture);
+	if (pk == NULL)
+		return json_incref(posture);
+	json_t *sw = json_object_get(posture, "software");
+	/* shallow copies: the members are shared with the full document */
+	json_t *out = json_copy(posture);
+	json_t *nsw = json_is_object(sw) ? json_copy(sw) : json_object();
+	if (out == NULL || nsw == NULL ||
+	    (json_is_object(sw) && json_object_del(nsw, "packages") < 0) ||
+	    json_object_set_new(nsw, "packages_count", json_integer((json_int_t)json_array_size(pk))) < 0) {
+		/* out of memory: keep the whole document rather than lose it */
+		json_decref(out);
+		json_decref(nsw);
+		return json_incref(posture);
+	}
+	if (json_object_set_new(out, "software", nsw) < 0) { /* nsw is consumed */
+		json_decref(out);
+		return json_incref(posture);
+	}
+	return out;
+}
+
 void
 host_set_posture(struct host *h, json_t *posture, int64_t when,
     const struct status_thresholds *t, int64_t now)
 {
 	json_decref(h->posture);
-	h->posture = posture;
+	json_decref(h->posture_full);
+	h->posture = posture_strip_packages(posture);
+	h->posture_full = posture;
 	h->posture_time = when;
 	host_evaluate(h, t, now);
 }

@@ -23,7 +23,11 @@ struct host {
 	int64_t enrolled_at, last_seen, posture_time;
 	char last_ip[64];
 	int wake_port;
-	json_t *posture;          /* owned; NULL before the first report */
+	json_t *posture;          /* owned; NULL before the first report; without
+	                             the package list (posture_strip_packages) */
+	json_t *posture_full;     /* owned; the newest full posture (with the
+	                             packages) until the store's next write takes
+	                             it; NULL when the database has it already */
 	struct status_input sin;
 	struct status_result st;
 	struct conn *conn;        /* live agent connection or NULL */
@@ -66,9 +70,24 @@ struct host **registry_hosts_sorted(const struct registry *r, size_t *n);
 /* The same in no particular order (cheap for large fleets). */
 struct host **registry_hosts(const struct registry *r, size_t *n);
 void host_free(struct host *h);
-/* Replaces the posture (takes ownership) and recomputes status. */
+/* Replaces the posture (takes ownership of the full document: it waits in
+ * posture_full for the store; h->posture gets the stripped copy) and
+ * recomputes status. */
 void host_set_posture(struct host *h, json_t *posture, int64_t when,
     const struct status_thresholds *t, int64_t now);
+
+/* The posture as custosd keeps it in memory: the software section's package
+ * list (1,000-3,000 objects on a real host) is replaced by its length, as
+ * {"software": {"packages_count": N, ...}}; the full document stays in
+ * MariaDB (GET /api/v1/hosts/NAME/software). The agent reports "software" as
+ * the package array; an object with a "packages" array is stripped the same
+ * way, keeping its other members. Any other posture (no software section,
+ * a software member of another type, packages not an array, not an object)
+ * comes back as it is. Returns a new reference (NULL for NULL); posture is
+ * not changed: members are shared, not copied. Thread-safe (no state). */
+json_t *posture_strip_packages(json_t *posture);
+/* The package array of a full posture (borrowed), NULL when it has none. */
+json_t *posture_packages(const json_t *posture);
 void host_evaluate(struct host *h, const struct status_thresholds *t, int64_t now);
 
 /* Tokens: add or replace by name (copies *t). */

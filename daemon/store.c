@@ -29,8 +29,11 @@ struct host_row {
 	int status;
 	uint32_t reasons;
 	char *posture;            /* JSON text, made on the DB thread */
-	json_t *posture_json;     /* a reference: postures are replaced, never edited,
-	                             and jansson's reference counts are atomic */
+	json_t *posture_json;     /* the host's full posture (taken from
+	                             host.posture_full: only a new one is written,
+	                             NULL keeps the stored one); postures are
+	                             replaced, never edited, and jansson's
+	                             reference counts are atomic */
 	uint64_t group_id;
 	int placed, policy_version, policy_applied;
 	char policy_hash[65];
@@ -436,7 +439,11 @@ host_row_fill(struct host_row *r, struct host *h)
 	r->status = (int)h->st.status;
 	r->reasons = h->st.reasons;
 	r->posture = NULL;
-	r->posture_json = h->posture ? json_incref(h->posture) : NULL;
+	/* the memory's posture lacks the package list: only a new full one is
+	 * written, and the row is its last holder (a failed write loses it until
+	 * the agent's next sync, which always brings the posture) */
+	r->posture_json = h->posture_full;
+	h->posture_full = NULL;
 	r->group_id = h->group_id;
 	r->placed = h->placed;
 	r->policy_version = h->policy_version;
@@ -592,6 +599,7 @@ struct job {
 	size_t limit;
 	store_rows_fn rows_cb;
 	json_t *rows;
+	uint64_t host_id;        /* software query */
 };
 
 static void
@@ -630,6 +638,26 @@ stmt_run(MYSQL *conn, const char *sql, MYSQL_BIND *bind, const char *what, MYSQL
 	(b).buffer_length = (unsigned long)strlen(s); } while (0)
 #define BIND_I64(b, v) do { (b).buffer_type = MYSQL_TYPE_LONGLONG; (b).buffer = (v); } while (0)
 #define BIND_I32(b, v) do { (b).buffer_type = MYSQL_TYPE_LONG; (b).buffer = (v); } while (0)
+
+/* A text column bound with no buffer, fetched now and parsed as JSON
+ * (NULL when empty or not JSON). */
+static json_t *
+fetch_json(MYSQL_STMT *st, unsigned int col, unsigned long len)
+{
+	if (len == 0)
+		return NULL;
+	char *text = malloc(len + 1);
+	json_t *j = NULL;
+	MYSQL_BIND b;
+	memset(&b, 0, sizeof(b));
+	b.buffer_type = MYSQL_TYPE_STRING;
+	b.buffer = text;
+	b.buffer_length = len + 1;
+	if (text && mysql_stmt_fetch_column(st, &b, col, 0) == 0)
+		j = json_loadb(text, len, 0, NULL);
+	free(text);
+	return j;
+}
 
 static int
 enroll_work(MYSQL *conn, void *arg, char *err, size_t errlen)
@@ -825,6 +853,91 @@ store_query_events(struct store *st, const char *host_name, int64_t since, size_
 	return 0;
 }
 
+/* ---- a host's package list (kept in the database only) ---- */
+
+/* {"packages": [...], "packages_count": N, "posture_time": T} of a full
+ * posture ([] and 0 when it has none). */
+static json_t *
+software_json(const json_t *posture, int64_t posture_time)
+{
+	json_t *pk = posture_packages(posture);
+	return json_pack("{s:o, s:I, s:I}", "packages", pk ? json_incref(pk) : json_array(),
+	    "packages_count", (json_int_t)json_array_size(pk), "posture_time", (json_int_t)posture_time);
+}
+
+static int
+software_work(MYSQL *conn, void *arg, char *err, size_t errlen)
+{
+	struct job *j = arg;
+	unsigned long long id = j->host_id;
+	long long ptime = 0;
+	unsigned long len[2] = { 0, 0 };
+	MYSQL_STMT *st;
+	MYSQL_BIND p[1], r[2];
+	int rc, f;
+
+	memset(p, 0, sizeof(p));
+	p[0].buffer_type = MYSQL_TYPE_LONGLONG;
+	p[0].buffer = &id;
+	p[0].is_unsigned = 1;
+	rc = stmt_run(conn, "SELECT posture_time, IFNULL(posture, '') FROM hosts WHERE id = ?", p,
+	    "query software", &st, err, errlen);
+	if (rc != 0)
+		return rc;
+	memset(r, 0, sizeof(r));
+	r[0].buffer_type = MYSQL_TYPE_LONGLONG; r[0].buffer = &ptime; r[0].length = &len[0];
+	/* the posture is fetched on its own (fetch_json): it can be megabytes */
+	r[1].buffer_type = MYSQL_TYPE_STRING; r[1].buffer = NULL; r[1].buffer_length = 0; r[1].length = &len[1];
+	if (mysql_stmt_bind_result(st, r)) {
+		rc = db_stmt_fail(st, "bind software", err, errlen);
+		mysql_stmt_close(st);
+		return rc;
+	}
+	/* a retried job starts over; JSON null = no such row */
+	json_decref(j->rows);
+	j->rows = NULL;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (j->rows != NULL)
+			continue;
+		json_t *posture = fetch_json(st, 1, len[1]);
+		j->rows = software_json(posture, ptime);
+		json_decref(posture);
+		if (j->rows == NULL) {
+			mysql_stmt_close(st);
+			str_fmt(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	rc = f == 1 ? db_stmt_fail(st, "fetch software", err, errlen) : 0;
+	mysql_stmt_close(st);
+	if (rc == 0 && j->rows == NULL)
+		j->rows = json_null();
+	return rc;
+}
+
+int
+store_query_software(struct store *st, const struct host *h, store_rows_fn cb, void *arg)
+{
+	if (h->posture_full) {
+		/* the newest posture has not been written yet: it is the answer */
+		json_t *rows = software_json(h->posture_full, h->posture_time);
+		cb(arg, rows, rows ? "" : "out of memory");
+		json_decref(rows);
+		return 0;
+	}
+	if (h->id == 0)
+		return -1;
+	struct job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -1;
+	*j = (struct job){ .st = st, .rows_cb = cb, .arg = arg, .host_id = h->id };
+	if (st->srv->db == NULL || db_submit(st->srv->db, 0, software_work, job_done, j) < 0) {
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- start-up load (hosts, tokens, administrators) ---- */
 
 struct load {
@@ -863,26 +976,6 @@ copy_col(char *dst, size_t dstsz, const char *src, unsigned long len)
 	size_t n = len < dstsz ? len : dstsz - 1;
 	memcpy(dst, src, n);
 	dst[n] = '\0';
-}
-
-/* A text column bound with no buffer, fetched now and parsed as JSON
- * (NULL when empty or not JSON). */
-static json_t *
-fetch_json(MYSQL_STMT *st, unsigned int col, unsigned long len)
-{
-	if (len == 0)
-		return NULL;
-	char *text = malloc(len + 1);
-	json_t *j = NULL;
-	MYSQL_BIND b;
-	memset(&b, 0, sizeof(b));
-	b.buffer_type = MYSQL_TYPE_STRING;
-	b.buffer = text;
-	b.buffer_length = len + 1;
-	if (text && mysql_stmt_fetch_column(st, &b, col, 0) == 0)
-		j = json_loadb(text, len, 0, NULL);
-	free(text);
-	return j;
 }
 
 static int
@@ -952,7 +1045,9 @@ load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
 		copy_col(h->last_ip, sizeof(h->last_ip), ip, len[7]);
 		h->wake_port = wake;
 		h->posture_time = ptime;
-		h->posture = fetch_json(st, 10, len[10]);
+		json_t *full = fetch_json(st, 10, len[10]);
+		h->posture = posture_strip_packages(full);
+		json_decref(full);
 		h->group_id = group_id;
 		h->placed = placed != 0;
 		h->policy_version = pver;

@@ -56,6 +56,16 @@ typedef void (*store_rows_fn)(void *arg, json_t *rows, const char *err);
 int store_query_events(struct store *st, const char *host_name, int64_t since, size_t limit,
     store_rows_fn cb, void *arg);
 
+/* A host's installed packages, kept only in the database (the memory's
+ * posture has just software.packages_count): cb gets {"packages": [...],
+ * "packages_count": N, "posture_time": T} ([] and 0 when the posture has no
+ * package list), JSON null when the host's row is gone, or NULL rows and err
+ * when the query failed (database down). A posture not written yet is
+ * answered from memory, with cb run before the call returns; otherwise a
+ * query job reads the row. Returns -1 (cb not called) when no job can be
+ * queued or the host is not stored yet. */
+int store_query_software(struct store *st, const struct host *h, store_rows_fn cb, void *arg);
+
 /* Applies enroll.tokens of a reloaded configuration. */
 void store_reload_config(struct store *st);
 

@@ -146,6 +146,116 @@ def test_restart_keeps_hosts(ctx):
     check(rows == [["3"]], "hosts table holds %s rows" % rows)
 
 
+# 2b ------------------------------------------------------------------------
+
+def _dpkg_status(path, n):
+    """A dpkg status file with n installed packages pkg0000.. (and one
+    removed package that is not reported)."""
+    paras = ["Package: pkg%04d\nStatus: install ok installed\nArchitecture: amd64\n"
+             "Version: 1.%d-1\nDescription: package %d\n continued\n" % (i, i, i) for i in range(n)]
+    paras.append("Package: gone\nStatus: deinstall ok config-files\nVersion: 9\n")
+    path.write_text("\n".join(paras))
+
+
+def _db_packages(srv, name):
+    """How many packages the hosts row's posture holds (a string, as SQL
+    rows come back; "NULL" without a posture)."""
+    rows = srv.sql("SELECT IFNULL(JSON_LENGTH(posture, '$.software'), 'NULL') FROM hosts "
+                   "WHERE name = '%s'" % name)
+    return rows[0][0] if rows else None
+
+
+def test_software_in_database(ctx):
+    """The package list lives in MariaDB only: the host detail counts the
+    packages (software.packages_count), GET /hosts/NAME/software lists them
+    from the database, also after a restart; writes without a new posture
+    (a move, a sync after the restart) keep them in the database; an
+    unknown host is a 404 and a database that is down a 503."""
+    srv = ctx.server().start()
+    token = srv.token_create("fleet", max_uses=1)
+    status = ctx.dir / "dpkg-status"
+    _dpkg_status(status, 1200)
+    agent = ctx.agent(srv, "pkghost", db_age_days=0.1, rtp=True,
+                      extra=("software.enabled=true", "software.dpkg_status=%s" % status))
+    agent.enroll(token)
+    agent.start()
+    _synced(srv, ["pkghost"])
+
+    def counted(n):
+        sw = srv.ctl_json("host", "pkghost")["posture"].get("software")
+        return sw if sw == {"packages_count": n} else None
+    sw = wait_until(lambda: counted(1200), 10, "the host detail to count 1200 packages")
+    check("pkg0000" not in json.dumps(srv.ctl_json("host", "pkghost")),
+          "the host detail still holds package names: %r" % sw)
+    wait_until(lambda: _db_packages(srv, "pkghost") == "1200", 10, "the hosts row to hold 1200 packages")
+
+    def listed(n):
+        j = srv.ctl_json("host-software", "pkghost")
+        check(set(j) == {"host", "packages", "packages_count", "posture_time"},
+              "host-software answered the members %s" % sorted(j))
+        check(j["host"] == "pkghost" and j["packages_count"] == n and len(j["packages"]) == n,
+              "host-software: host %r, packages_count %r, %d packages; expected %d" % (
+                  j["host"], j["packages_count"], len(j["packages"]), n))
+        names = {p["name"]: p["version"] for p in j["packages"]}
+        check(names == {"pkg%04d" % i: "1.%d-1" % i for i in range(n)},
+              "host-software lists other packages: %r..." % sorted(names)[:5])
+        check(j["posture_time"] > 0, "host-software: posture_time %r" % j["posture_time"])
+        return j
+    listed(1200)
+    out = srv.ctl("host-software", "pkghost")
+    check("1200 package(s) on pkghost" in out and "pkg0007" in out,
+          "custosctl host-software printed %r" % out[-300:])
+    rc, out, _ = ctx.run(srv.ctl_argv("--json", "host-software", "nosuch"), expect_rc=1)
+    check("no host named" in out, "host-software of an unknown host answered %r" % out)
+
+    # a new package list reaches memory (the count) and the database
+    _dpkg_status(status, 1201)
+    srv.ctl("wake", "pkghost")
+    wait_until(lambda: counted(1201), 20, "the host detail to count 1201 packages after a wake-up")
+    wait_until(lambda: _db_packages(srv, "pkghost") == "1201", 10, "the hosts row to hold 1201 packages")
+    listed(1201)
+
+    # a restart loads the posture without the list; the endpoint reads it
+    agent.stop()
+    srv.restart()
+    wait_until(lambda: "pkghost" in srv.hosts_by_name(), 10, "the hosts to load after the restart")
+    check(counted(1201), "after the restart the host detail shows %r"
+          % srv.ctl_json("host", "pkghost")["posture"].get("software"))
+    listed(1201)
+
+    # a row written without a new posture keeps the stored list
+    srv.ctl("group", "create", "Servers")
+    srv.ctl("move", "pkghost", "Servers")
+    wait_until(lambda: srv.sql("SELECT group_id FROM hosts WHERE name = 'pkghost'")[0][0] != "0", 10,
+               "the move to reach the hosts row")
+    check(_db_packages(srv, "pkghost") == "1201", "a move left %s packages in the hosts row"
+          % _db_packages(srv, "pkghost"))
+
+    # and so does the next sync (same packages)
+    restarted = int(time.time())
+    agent.start()
+    wait_until(lambda: srv.hosts_by_name()["pkghost"]["last_seen"] >= restarted, 30,
+               "the agent to sync after the restart")
+    wait_until(lambda: srv.status()["write_queue"]["hosts"] == 0, 10, "the host write to finish")
+    check(_db_packages(srv, "pkghost") == "1201", "a sync left %s packages in the hosts row"
+          % _db_packages(srv, "pkghost"))
+    listed(1201)
+
+    # without the database: 503 (the agent is stopped: no posture waits in memory)
+    agent.stop()
+    wait_until(lambda: srv.status()["write_queue"]["hosts"] == 0 and srv.status()["write_queue"]["jobs"] == 0,
+               10, "the writes to finish")
+    ctx.mariadb.stop()
+    try:
+        rc, out, err = ctx.run(srv.ctl_argv("--json", "host-software", "pkghost"), expect_rc=1)
+        check("HTTP 503" in err and "database" in json.loads(out)["error"],
+              "host-software without the database: %r %r" % (out, err))
+    finally:
+        ctx.mariadb.start()
+    wait_until(lambda: srv.status()["database"] == "up", 30, "custosd to report the database up")
+    listed(1201)
+
+
 # 3 -------------------------------------------------------------------------
 
 EVENTS_PER_AGENT = 100

@@ -275,6 +275,151 @@ test_posture(void **state)
 	/* registry_free (teardown) frees the host and its posture */
 }
 
+/* ---- the package list stays out of memory ---- */
+
+static json_t *
+pkgs(int n)
+{
+	json_t *a = json_array();
+	assert_non_null(a);
+	for (int i = 0; i < n; i++) {
+		char name[32];
+		str_fmt(name, sizeof(name), "pkg%d", i);
+		assert_int_equal(json_array_append_new(a, json_pack("{s:s, s:s}", "name", name,
+		    "version", "1.0-1")), 0);
+	}
+	return a;
+}
+
+static void
+test_strip_array(void **state)
+{
+	(void)state;
+	/* the agent's form: "software" is the package array */
+	json_t *full = json_pack("{s:{s:s}, s:[{s:s}], s:o, s:{s:i}}", "system", "kernel", "6.1",
+	    "antivirus", "name", "clamav", "software", pkgs(3), "threats", "unresolved", 1);
+	assert_non_null(full);
+	json_t *before = json_deep_copy(full);
+	json_t *s = posture_strip_packages(full);
+	assert_non_null(s);
+	assert_ptr_not_equal(s, full);
+	assert_null(posture_packages(s));
+	json_t *sw = json_object_get(s, "software");
+	assert_true(json_is_object(sw));
+	assert_int_equal(json_object_size(sw), 1);
+	assert_int_equal(json_integer_value(json_object_get(sw, "packages_count")), 3);
+	/* the other members are the very same (shared, not copied) */
+	assert_int_equal(json_object_size(s), 4);
+	assert_ptr_equal(json_object_get(s, "system"), json_object_get(full, "system"));
+	assert_ptr_equal(json_object_get(s, "antivirus"), json_object_get(full, "antivirus"));
+	assert_ptr_equal(json_object_get(s, "threats"), json_object_get(full, "threats"));
+	/* the full document is left as it was */
+	assert_true(json_equal(full, before));
+	assert_int_equal(json_array_size(posture_packages(full)), 3);
+	json_decref(full);
+	/* the stripped copy outlives the full one */
+	assert_string_equal(json_string_value(json_object_get(json_object_get(s, "system"), "kernel")), "6.1");
+	/* stripping a stripped posture changes nothing */
+	json_t *again = posture_strip_packages(s);
+	assert_ptr_equal(again, s);
+	json_decref(again);
+	json_decref(s);
+	json_decref(before);
+}
+
+static void
+test_strip_object(void **state)
+{
+	(void)state;
+	/* an object with a "packages" array keeps its other members */
+	json_t *full = json_pack("{s:{s:o, s:s, s:i}, s:{s:i}}", "software", "packages", pkgs(2),
+	    "source", "dpkg", "packages_count", 99, "threats", "unresolved", 0);
+	assert_non_null(full);
+	json_t *s = posture_strip_packages(full);
+	json_t *sw = json_object_get(s, "software");
+	assert_null(json_object_get(sw, "packages"));
+	assert_int_equal(json_integer_value(json_object_get(sw, "packages_count")), 2);
+	assert_string_equal(json_string_value(json_object_get(sw, "source")), "dpkg");
+	assert_int_equal(json_object_size(sw), 2);
+	assert_ptr_equal(json_object_get(s, "threats"), json_object_get(full, "threats"));
+	/* the original software object still has its list */
+	assert_int_equal(json_array_size(json_object_get(json_object_get(full, "software"), "packages")), 2);
+	assert_ptr_equal(posture_packages(full), json_object_get(json_object_get(full, "software"), "packages"));
+	json_decref(s);
+	json_decref(full);
+
+	/* an empty list is stripped too: count 0 */
+	full = json_pack("{s:[]}", "software");
+	s = posture_strip_packages(full);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(s, "software"), "packages_count")), 0);
+	json_decref(s);
+	json_decref(full);
+}
+
+static void
+test_strip_untouched(void **state)
+{
+	(void)state;
+	const char *docs[] = {
+		"{\"system\": {\"kernel\": \"6.1\"}, \"threats\": {\"unresolved\": 0}}", /* no software */
+		"{\"software\": \"dpkg is broken\"}",                  /* not an array or object */
+		"{\"software\": 42}",
+		"{\"software\": null}",
+		"{\"software\": {\"packages\": \"none\"}}",              /* packages not an array */
+		"{\"software\": {\"packages\": {\"a\": 1}}}",
+		"{\"software\": {\"packages_count\": 5}}",              /* already stripped */
+		"[{\"software\": []}]",                                  /* not an object */
+		"\"posture\"",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(docs); i++) {
+		json_t *p = json_loads(docs[i], JSON_DECODE_ANY, NULL);
+		assert_non_null(p);
+		json_t *before = json_deep_copy(p);
+		size_t refs = p->refcount;
+		json_t *s = posture_strip_packages(p);
+		assert_ptr_equal(s, p);
+		assert_int_equal(p->refcount, refs + 1);
+		assert_true(json_equal(p, before));
+		assert_null(posture_packages(p));
+		json_decref(s);
+		json_decref(p);
+		json_decref(before);
+	}
+	assert_null(posture_strip_packages(NULL));
+	assert_null(posture_packages(NULL));
+}
+
+static void
+test_set_posture_strips(void **state)
+{
+	struct registry *r = *state;
+	struct status_thresholds t;
+	char uid[33];
+	status_defaults(&t);
+	uid_of(8, uid);
+	struct host *h = mkhost(uid, "pk");
+	assert_int_equal(registry_add_host(r, h), 0);
+	json_t *p = json_pack("{s:[{s:s, s:b, s:b, s:I}], s:{s:i}, s:o}",
+	    "antivirus", "name", "clamav", "installed", 1, "rtp", 1, "db_time", (json_int_t)(NOW - 100),
+	    "threats", "unresolved", 0, "software", pkgs(1500));
+	assert_non_null(p);
+	host_set_posture(h, p, NOW - 5, &t, NOW);
+	/* the full document waits for the store; memory has the count */
+	assert_ptr_equal(h->posture_full, p);
+	assert_ptr_not_equal(h->posture, p);
+	assert_null(posture_packages(h->posture));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(h->posture, "software"),
+	    "packages_count")), 1500);
+	assert_int_equal(h->st.status, STATUS_OK);
+	assert_true(h->sin.av_installed);
+	/* a newer posture replaces the waiting one (ASan would tell of a leak) */
+	json_t *p2 = json_pack("{s:[], s:{s:i}}", "antivirus", "threats", "unresolved", 0);
+	host_set_posture(h, p2, NOW, &t, NOW);
+	assert_ptr_equal(h->posture_full, p2);
+	assert_ptr_equal(h->posture, p2);
+	assert_int_equal(h->st.reasons & REASON_NO_AV, REASON_NO_AV);
+}
+
 static struct token
 mktoken(const char *name, const char *secret, int max_uses)
 {
@@ -411,6 +556,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_hosts_sorted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_naming_with_registry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_posture, setup, teardown),
+		cmocka_unit_test(test_strip_array),
+		cmocka_unit_test(test_strip_object),
+		cmocka_unit_test(test_strip_untouched),
+		cmocka_unit_test_setup_teardown(test_set_posture_strips, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_by_secret, setup, teardown),
 		cmocka_unit_test(test_token_hash),
