@@ -17,7 +17,7 @@
 #      (lines out / seconds), with CPU per varbind of custosd's subagent
 #      thread, snmpd and the walk; then one column with snmpd and the
 #      subagent thread pinned to one CPU (what cross-CPU wake-ups cost)
-#   6. sync p99: SNMP_BENCH_ROUNDS (3) rounds of SNMP_BENCH_SECS (5) s of
+#   6. sync p99: SNMP_BENCH_ROUNDS (5) rounds of SNMP_BENCH_SECS (5) s of
 #      agent_sim syncs without a walk, as long with bulk walks of
 #      custosHostTable in a loop, and as long with the walks and snmpd at
 #      SCHED_IDLE (SNMP_BENCH_IDLE=0 leaves that out); the subagent thread
@@ -36,7 +36,7 @@ HOSTS=${SNMP_BENCH_HOSTS:-100000}
 AGENTS=${SNMP_BENCH_AGENTS:-300}
 CONC=${SNMP_BENCH_CONCURRENCY:-4}
 SECS=${SNMP_BENCH_SECS:-5}
-ROUNDS=${SNMP_BENCH_ROUNDS:-3}
+ROUNDS=${SNMP_BENCH_ROUNDS:-5}
 REPS=${SNMP_BENCH_REPS:-50}
 SIM=$BUILD/bench/agent_sim
 
