@@ -655,11 +655,10 @@ hexval(char c)
 	return -1;
 }
 
-/* true when id was seen recently; remembers it otherwise. */
+/* An event id (32 hex digits) as 16 bytes; false when it is not one. */
 static bool
-threat_seen(struct fleet *f, const char *id)
+threat_bin(const char *id, uint8_t bin[16])
 {
-	uint8_t bin[16];
 	if (id == NULL || strlen(id) != 32)
 		return false;
 	for (size_t i = 0; i < 16; i++) {
@@ -668,9 +667,35 @@ threat_seen(struct fleet *f, const char *id)
 			return false;
 		bin[i] = (uint8_t)(hi << 4 | lo);
 	}
+	return true;
+}
+
+static bool
+threat_recent(const struct fleet *f, const uint8_t bin[16])
+{
 	for (size_t i = 0; i < f->nrecent; i++)
 		if (memcmp(f->recent[i], bin, 16) == 0)
 			return true;
+	return false;
+}
+
+/* Whether id is among the remembered ones, without remembering it. */
+static bool
+threat_known(const struct fleet *f, const char *id)
+{
+	uint8_t bin[16];
+	return threat_bin(id, bin) && threat_recent(f, bin);
+}
+
+/* true when id was seen recently; remembers it otherwise. */
+static bool
+threat_seen(struct fleet *f, const char *id)
+{
+	uint8_t bin[16];
+	if (!threat_bin(id, bin))
+		return false;
+	if (threat_recent(f, bin))
+		return true;
 	memcpy(f->recent[f->recent_next], bin, 16);
 	f->recent_next = (f->recent_next + 1) % RECENT_THREATS;
 	if (f->nrecent < RECENT_THREATS)
@@ -678,30 +703,40 @@ threat_seen(struct fleet *f, const char *id)
 	return false;
 }
 
-_Static_assert(FLEET_SEED_MINUTES == DAY_MINUTES, "a day of minutes");
-_Static_assert(FLEET_SEED_UIDS == RECENT_THREATS, "as many ids as the fleet remembers");
-
 void
-fleet_seed_threats(struct fleet *f, int64_t now, const int64_t *minute, const uint32_t *count,
-    size_t n, const char (*uids)[33], size_t nuids)
+fleet_seed_threats(struct fleet *f, int64_t now, const struct fleet_seed *ev, size_t n)
 {
 	int64_t cur = now / 60;
+	size_t fresh = 0;
 	if (f == NULL)
 		return;
+	bool *skip = calloc(n > 0 ? n : 1, sizeof(*skip));
 	for (size_t i = 0; i < n; i++) {
-		if (minute[i] <= cur - DAY_MINUTES || minute[i] > cur)
+		int64_t m = ev[i].received / 60;
+		if (threat_known(f, ev[i].uid)) {
+			if (skip != NULL)
+				skip[i] = true;
 			continue;
-		size_t b = (size_t)(minute[i] % DAY_MINUTES);
-		if (f->minute_of[b] != minute[i]) {
-			f->minute_of[b] = minute[i];
+		}
+		if (m <= cur - DAY_MINUTES || m > cur)
+			continue;
+		size_t b = (size_t)(m % DAY_MINUTES);
+		if (f->minute_of[b] != m) {
+			f->minute_of[b] = m;
 			f->minute_count[b] = 0;
 		}
-		f->minute_count[b] += count[i];
+		f->minute_count[b]++;
+		fresh++;
 	}
-	/* oldest first, so that the newest stay longest in the ring */
-	for (size_t i = nuids; i-- > 0;)
-		(void)threat_seen(f, uids[i]);
+	/* the newest ids, oldest of them first so that the newest stay longest */
+	size_t keep = n < RECENT_THREATS ? n : RECENT_THREATS;
+	for (size_t i = keep; i-- > 0;)
+		if (skip == NULL || !skip[i])
+			(void)threat_seen(f, ev[i].uid);
+	free(skip);
 	uint64_t in_window = threats_since(f, now, window_minutes(f));
+	if (fresh > 0)
+		log_info("fleet", "%zu threat(s) of the last 24 h from the database", fresh);
 	if (!f->outbreak && in_window >= (uint64_t)f->p.outbreak_threshold) {
 		f->outbreak = true;
 		log_warnx("fleet", "virus outbreak still on after the restart: %llu threats within %lld s "

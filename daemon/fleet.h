@@ -166,15 +166,19 @@ size_t fleet_notices_take(struct fleet *f, struct fleet_notice *out, size_t max,
 /* Readable while notifications wait (drained by fleet_notices_take). */
 int fleet_notice_fd(const struct fleet *f);
 
-/* Threats the database holds from before a (re)start, from the store's
- * load (main thread): count[i] threats received in unix minute minute[i]
- * (only the last day counts) and the ids of the newest ones, so that a
- * resent event is not counted twice. Restores the outbreak state quietly
- * (no notification; the log says so). NULL-safe. */
-#define FLEET_SEED_MINUTES 1440
-#define FLEET_SEED_UIDS 512
-void fleet_seed_threats(struct fleet *f, int64_t now, const int64_t *minute, const uint32_t *count,
-    size_t n, const char (*uids)[33], size_t nuids);
+/* Threats the database holds from the last day, from the store's load
+ * (main thread): event ids (32 hex) and receive times, newest first. An
+ * event this process counted already (its id is among the ones it
+ * remembers) is skipped, so a threat that arrived between the start and the
+ * load counts once; the rest fill the 24 h count and the outbreak window,
+ * and the newest ids guard against resends. Restores the outbreak state
+ * quietly (the log says so). NULL-safe. */
+#define FLEET_SEED_MAX 200000
+struct fleet_seed {
+	char uid[33];
+	int64_t received;
+};
+void fleet_seed_threats(struct fleet *f, int64_t now, const struct fleet_seed *ev, size_t n);
 
 /* Agents are being served (main thread, on each frame in and out; cheap).
  * fleet_agents_busy (any thread): whether that happened within the last

@@ -951,11 +951,8 @@ struct load {
 	char password_file[4096];
 	bool created_admin;
 	/* threats of the last day, for the fleet's 24 h count and outbreaks */
-	int64_t threat_minute[FLEET_SEED_MINUTES];
-	uint32_t threat_count[FLEET_SEED_MINUTES];
-	size_t nminutes;
-	char (*threat_uids)[33];
-	size_t nuids;
+	struct fleet_seed *threats;
+	size_t nthreats, cap_threats;
 };
 
 static void
@@ -966,7 +963,7 @@ load_free(struct load *l)
 	free(l->hosts);
 	free(l->tokens);
 	free(l->admins);
-	free(l->threat_uids);
+	free(l->threats);
 	free(l);
 }
 
@@ -1201,68 +1198,44 @@ create_admin(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	return 0;
 }
 
-/* Threats received within the last day, before this process started (what
- * it received itself the fleet counted already): counts per minute and the
- * ids of the newest ones (fleet_seed_threats), so that a restart keeps the
- * 24 h count and the outbreak window. The time index bounds the scan. */
+/* Threats received within the last day, newest first (fleet_seed_threats),
+ * so that a restart keeps the 24 h count and the outbreak window. The time
+ * index bounds the scan; FLEET_SEED_MAX bounds the memory. */
 static int
 load_threats(MYSQL *conn, struct load *l, char *err, size_t errlen)
 {
 	char sql[512];
-	int64_t now = now_s();
-	long long since = (long long)(now - 86400), started = (long long)l->st->srv->started;
+	long long since = (long long)(now_s() - 86400), received;
 	MYSQL_STMT *st;
 	MYSQL_BIND r[2];
 	unsigned long len[2];
-	long long minute, count;
 	char uid[40];
 	int f, rc;
 
-	l->nminutes = l->nuids = 0;
+	l->nthreats = 0;
 	/* agents' clocks may be off: time (indexed) with a day of slack */
-	str_fmt(sql, sizeof(sql), "SELECT received DIV 60, COUNT(*) FROM events WHERE kind = 'threat_found'"
-	    " AND time > %lld AND received > %lld AND received < %lld GROUP BY received DIV 60",
-	    since - 86400, since, started);
-	if ((rc = stmt_run(conn, sql, NULL, "load threat counts", &st, err, errlen)) != 0)
-		return rc;
-	memset(r, 0, sizeof(r));
-	r[0].buffer_type = MYSQL_TYPE_LONGLONG; r[0].buffer = &minute;
-	r[1].buffer_type = MYSQL_TYPE_LONGLONG; r[1].buffer = &count;
-	if (mysql_stmt_bind_result(st, r)) {
-		rc = db_stmt_fail(st, "bind threat counts", err, errlen);
-		mysql_stmt_close(st);
-		return rc;
-	}
-	while ((f = mysql_stmt_fetch(st)) == 0 && l->nminutes < FLEET_SEED_MINUTES) {
-		l->threat_minute[l->nminutes] = minute;
-		l->threat_count[l->nminutes++] = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
-	}
-	rc = f == 1 ? db_stmt_fail(st, "fetch threat counts", err, errlen) : 0;
-	mysql_stmt_close(st);
-	if (rc != 0)
-		return rc;
-
-	str_fmt(sql, sizeof(sql), "SELECT event_uid FROM events WHERE kind = 'threat_found' AND time > %lld"
-	    " AND received > %lld AND received < %lld ORDER BY id DESC LIMIT %d", since - 86400, since,
-	    started, FLEET_SEED_UIDS);
-	if ((rc = stmt_run(conn, sql, NULL, "load threat ids", &st, err, errlen)) != 0)
+	str_fmt(sql, sizeof(sql), "SELECT event_uid, received FROM events WHERE kind = 'threat_found'"
+	    " AND time > %lld AND received > %lld ORDER BY id DESC LIMIT %d", since - 86400, since,
+	    FLEET_SEED_MAX);
+	if ((rc = stmt_run(conn, sql, NULL, "load threats", &st, err, errlen)) != 0)
 		return rc;
 	memset(r, 0, sizeof(r));
 	r[0].buffer_type = MYSQL_TYPE_STRING; r[0].buffer = uid; r[0].buffer_length = sizeof(uid);
 	r[0].length = &len[0];
+	r[1].buffer_type = MYSQL_TYPE_LONGLONG; r[1].buffer = &received;
 	if (mysql_stmt_bind_result(st, r)) {
-		rc = db_stmt_fail(st, "bind threat ids", err, errlen);
+		rc = db_stmt_fail(st, "bind threats", err, errlen);
 		mysql_stmt_close(st);
 		return rc;
 	}
-	if (l->threat_uids == NULL && (l->threat_uids = calloc(FLEET_SEED_UIDS, sizeof(*l->threat_uids))) == NULL) {
-		mysql_stmt_close(st);
-		str_fmt(err, errlen, "out of memory");
-		return -1;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (array_grow((void **)&l->threats, &l->cap_threats, l->nthreats + 1, sizeof(*l->threats)) < 0)
+			break;
+		struct fleet_seed *e = &l->threats[l->nthreats++];
+		copy_col(e->uid, sizeof(e->uid), uid, len[0]);
+		e->received = received;
 	}
-	while (((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) && l->nuids < FLEET_SEED_UIDS)
-		copy_col(l->threat_uids[l->nuids++], sizeof(*l->threat_uids), uid, len[0]);
-	rc = f == 1 ? db_stmt_fail(st, "fetch threat ids", err, errlen) : 0;
+	rc = f == 1 ? db_stmt_fail(st, "fetch threats", err, errlen) : 0;
 	mysql_stmt_close(st);
 	return rc;
 }
@@ -1397,8 +1370,7 @@ load_done(void *arg, int rc, const char *err)
 	l->admins = NULL;
 	if (l->created_admin)
 		log_info("store", "created administrator \"admin\"; its password is in %s", l->password_file);
-	fleet_seed_threats(srv->fleet, now, l->threat_minute, l->threat_count, l->nminutes,
-	    (const char (*)[33])l->threat_uids, l->nuids);
+	fleet_seed_threats(srv->fleet, now, l->threats, l->nthreats);
 	srv->loaded = true;
 	log_info("store", "loaded %zu host(s), %zu token(s) from the database%s", registry_host_count(srv->reg),
 	    l->ntokens, merged ? " (merged with hosts seen meanwhile)" : "");

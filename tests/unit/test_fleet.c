@@ -612,35 +612,49 @@ test_nac_counts(void **state)
 }
 
 /* A restart: the day's threats come back from the database, the outbreak
- * state quietly, and a resent event is not counted twice. */
+ * state quietly; what this process counted already, and a resent event,
+ * count once. */
 static void
 test_seed_threats(void **state)
 {
 	struct fx *x = *state;
 	struct fleet_notice n[16];
-	int64_t now = now_s(), cur = now / 60;
-	int64_t minute[] = { cur - DAY / 60, cur - 600, cur - 2, cur, cur + 5 };
-	uint32_t count[] = { 100, 7, 3, 1, 50 };   /* the first is a day old, the last ahead */
-	char uids[2][33] = { "000000000000000000000000000000aa", "000000000000000000000000000000bb" };
+	int64_t now = now_s();
+	struct host *h = add_host(x, 6, "pc2", K_OK);
 
-	fleet_seed_threats(x->f, now, minute, count, ARRAY_LEN(minute), (const char (*)[33])uids, 2);
-	fleet_seed_threats(NULL, now, minute, count, ARRAY_LEN(minute), NULL, 0);
+	/* one threat arrived after the start, before the load */
+	json_t *ev = json_array();
+	json_array_append_new(ev, threat("000000000000000000000000000000a1", "early"));
+	fleet_agent_events(&x->srv, h, ev);
+	json_decref(ev);
+	assert_int_equal(take(x, n, 16, NULL), 1);
+
+	/* the database: newest first; a1 is the early one; one a day old */
+	struct fleet_seed seed[] = {
+		{ "000000000000000000000000000000a1", now },
+		{ "000000000000000000000000000000b1", now - 30 },
+		{ "000000000000000000000000000000b2", now - 120 },
+		{ "000000000000000000000000000000b3", now - 400 },
+		{ "000000000000000000000000000000b4", now - 7200 },
+		{ "000000000000000000000000000000b5", now - 86400 - 60 },
+	};
+	fleet_seed_threats(x->f, now, seed, ARRAY_LEN(seed));
+	fleet_seed_threats(NULL, now, seed, ARRAY_LEN(seed));
 	fleet_update(x->f, now);
 	const struct fleet_snapshot *s = fleet_acquire(x->f);
-	assert_int_equal(s->threats_24h, 11);
-	assert_true(s->outbreak);          /* 4 within the 600 s window: the threshold */
+	assert_int_equal(s->threats_24h, 5);     /* a1 once, b1-b4 */
+	assert_true(s->outbreak);                /* a1, b1, b2, b3 within 600 s: the threshold */
 	fleet_release(x->f, s);
 	assert_int_equal(take(x, n, 16, NULL), 0);   /* quietly */
 
-	struct host *h = add_host(x, 6, "pc2", K_OK);
-	json_t *ev = json_array();
-	json_array_append_new(ev, threat(uids[1], "resent"));
+	ev = json_array();
+	json_array_append_new(ev, threat("000000000000000000000000000000b2", "resent"));
 	json_array_append_new(ev, threat("000000000000000000000000000000cc", "new"));
 	fleet_agent_events(&x->srv, h, ev);
 	json_decref(ev);
 	fleet_update(x->f, now);
 	s = fleet_acquire(x->f);
-	assert_int_equal(s->threats_24h, 12);
+	assert_int_equal(s->threats_24h, 6);
 	fleet_release(x->f, s);
 }
 
