@@ -389,7 +389,9 @@ req_done(struct coa *c, struct coa_req *r)
 	c->inflight[r->id] = NULL;
 	c->n_inflight--;
 	req_free(r);
-	if (c->qhead != NULL) {
+	/* a queued request that fails to encode frees its identifier at once:
+	 * go on until one is in flight or the queue is empty */
+	while (c->qhead != NULL && c->n_inflight < 256) {
 		struct coa_req *q = c->qhead;
 		c->qhead = q->next;
 		if (c->qhead == NULL)

@@ -66,8 +66,9 @@ const struct conf_key custosd_schema[] = {
 	{ "snmp.trap_burst", CONF_INT, "50", 1, 100000, false,
 	  "notifications that may be sent at once before snmp.trap_rate applies" },
 	{ "snmp.yield_to_agents", CONF_BOOL, "true", 0, 0, false,
-	  "while agents are being served, answer snmpd at most every 250 microseconds, so that a "
-	  "walk never slows agents down; false answers at full speed always" },
+	  "while agents are being served, pause after each answer to snmpd (1 microsecond per agent "
+	  "frame per second, 50 us to 2 ms), so that a walk does not slow agents down; false "
+	  "answers at full speed always" },
 	{ "snmp.queue_max", CONF_INT, "4096", 16, 1000000, false,
 	  "notifications waiting for the SNMP thread at most (beyond: counted and coalesced)" },
 

@@ -76,6 +76,7 @@ struct fleet {
 	bool db_lost;
 
 	_Atomic int64_t agent_work_ms;   /* mono_ms() of the last agent frame */
+	_Atomic uint64_t agent_work;     /* agent frames in and out, ever */
 
 	/* notice queue, under lock; notices_on also says a reader is attached */
 	bool notices_on;
@@ -180,12 +181,15 @@ notice_push(struct fleet *f, const struct fleet_notice *n)
 		f->signalled = true;
 		wake = true;
 	}
-	pthread_mutex_unlock(&f->lock);
+	/* written under the lock: a reader that drains between our unlock and
+	 * a late write would leave a byte in the pipe and an empty ring, and
+	 * spin on the readable pipe (the pipe is non-blocking; a full pipe
+	 * already wakes the reader) */
 	if (wake) {
-		/* the pipe is non-blocking; a full pipe already wakes the reader */
 		ssize_t w = write(f->pipe_wr, "n", 1);
 		(void)w;
 	}
+	pthread_mutex_unlock(&f->lock);
 }
 
 void
@@ -213,7 +217,7 @@ fleet_notices_take(struct fleet *f, struct fleet_notice *out, size_t max,
 		dropped[k] += f->dropped[k];
 		f->dropped[k] = 0;
 	}
-	if (f->ring_len == 0 && f->signalled) {
+	if (f->ring_len == 0) {
 		char buf[64];
 		while (read(f->pipe_rd, buf, sizeof(buf)) > 0)
 			;
@@ -728,8 +732,9 @@ fleet_seed_threats(struct fleet *f, int64_t now, const struct fleet_seed *ev, si
 		f->minute_count[b]++;
 		fresh++;
 	}
-	/* the newest ids, oldest of them first so that the newest stay longest */
-	size_t keep = n < RECENT_THREATS ? n : RECENT_THREATS;
+	/* the newest ids, oldest of them first so that the newest stay longest;
+	 * the ids this process remembers already are newer still: kept */
+	size_t keep = n < RECENT_THREATS - f->nrecent ? n : RECENT_THREATS - f->nrecent;
 	for (size_t i = keep; i-- > 0;)
 		if (skip == NULL || !skip[i])
 			(void)threat_seen(f, ev[i].uid);
@@ -1037,8 +1042,16 @@ fleet_free(struct fleet *f)
 void
 fleet_note_agent_work(struct fleet *f)
 {
-	if (f != NULL)
-		atomic_store_explicit(&f->agent_work_ms, mono_ms(), memory_order_relaxed);
+	if (f == NULL)
+		return;
+	atomic_store_explicit(&f->agent_work_ms, mono_ms(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&f->agent_work, 1, memory_order_relaxed);
+}
+
+uint64_t
+fleet_agent_work_count(const struct fleet *f)
+{
+	return atomic_load_explicit(&((struct fleet *)f)->agent_work, memory_order_relaxed);
 }
 
 bool

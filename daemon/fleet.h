@@ -182,8 +182,10 @@ void fleet_seed_threats(struct fleet *f, int64_t now, const struct fleet_seed *e
 
 /* Agents are being served (main thread, on each frame in and out; cheap).
  * fleet_agents_busy (any thread): whether that happened within the last
- * window_ms, so that SNMP walks give way to agents (snmp.c). */
+ * window_ms; fleet_agent_work_count (any thread): how many times ever, for a
+ * rate. SNMP walks give way to agents by these (snmp.c). */
 void fleet_note_agent_work(struct fleet *f);
 bool fleet_agents_busy(const struct fleet *f, int64_t window_ms);
+uint64_t fleet_agent_work_count(const struct fleet *f);
 
 #endif

@@ -7,8 +7,9 @@
  * ten system calls on each; here a round trip is one read and one write,
  * and after answering the thread polls the socket for a short while
  * (SPIN_US) before it sleeps, so the next request of a walk is taken
- * without a wake-up. The thread runs at SCHED_IDLE, so that polling only
- * ever uses CPU time nothing else wants. */
+ * without a wake-up. The thread runs at nice 19 and polls only while no
+ * agent is being served (pace_us), so that polling takes CPU time from
+ * nobody who needs it. */
 #include "snmp.h"
 
 #include <errno.h>
@@ -47,12 +48,15 @@ static const uint32_t snmptrap_oid[] = { 1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0 };
 #define SPIN_US 200                /* poll for the next request before sleeping */
 #endif
 /* Agents come first (snmp.yield_to_agents): while custosd served an agent
- * within the last YIELD_WINDOW_MS, the thread waits YIELD_US after each
- * answer instead of polling, which also holds back the CPU time snmpd
- * spends on the walk. The benchmark measured agent sync p99 x1.34-1.55
- * during walks without this, and within 10 % with it. */
+ * within the last YIELD_WINDOW_MS, the thread waits after each answer
+ * instead of polling, one microsecond per agent frame per second (between
+ * YIELD_MIN_US and YIELD_MAX_US), which also holds back the CPU time snmpd
+ * spends on the walk: a few agents barely slow a walk, a saturated server
+ * gets nearly all the CPU. The benchmark measured agent sync p99 x1.34-1.55
+ * during walks without this, x1.13-1.14 with a fixed 250 us. */
 #define YIELD_WINDOW_MS 100
-#define YIELD_US 250
+#define YIELD_MIN_US 50
+#define YIELD_MAX_US 2000
 #define SNMP_TOO_BIG 1
 #define SNMP_GEN_ERR 5
 
@@ -87,6 +91,10 @@ struct snmp {
 	uint64_t dropped[FLEET_NOTICE_KINDS];
 	size_t rr;
 	uint64_t sent, coalesced, requests, yields;
+	int64_t out_progress_ms;  /* last time snmpd took bytes of ours */
+	int64_t rate_ms;          /* agent frame rate: last sample */
+	uint64_t rate_count;
+	double agent_fps;
 };
 
 static atomic_bool running;   /* one subagent per process */
@@ -168,6 +176,7 @@ flush_out(struct snmp *s)
 	if (off > 0) {
 		memmove(s->out, s->out + off, s->out_len - off);
 		s->out_len -= off;
+		s->out_progress_ms = mono_ms();
 	}
 	return true;
 }
@@ -205,7 +214,7 @@ put_next(struct agentx_writer *w, const struct fleet_snapshot *snap, int64_t now
 	size_t len = clip(start, req), outlen = 0;
 	struct snmp_answer a;
 	enum snmp_found f = SNMP_END_OF_VIEW;
-	if (start->include)
+	if (start->include && start->len <= SNMP_OID_MAX)
 		f = snmp_resolve(snap, now, req, len, false, out, &outlen, &a);
 	if (f != SNMP_FOUND)
 		f = snmp_resolve(snap, now, req, len, true, out, &outlen, &a);
@@ -245,14 +254,16 @@ put_get(struct agentx_writer *w, const struct fleet_snapshot *snap, int64_t now,
 /* GetBulk (RFC 2741 7.2.3.2); snmpd itself turns bulk requests into
  * GetNexts, but the PDU is part of the protocol. Repetitions stop where the
  * response would grow past one PDU. */
-static bool
+enum bulk_rc { BULK_OK, BULK_MALFORMED, BULK_TOO_MANY };
+
+static enum bulk_rc
 put_bulk(struct agentx_writer *w, struct agentx_reader *r,
     const struct agentx_header *h, const struct fleet_snapshot *snap, int64_t now)
 {
 	enum { RANGES_MAX = 64 };
 	struct agentx_oid *start = malloc(2 * RANGES_MAX * sizeof(*start));
 	if (start == NULL)
-		return false;
+		return BULK_TOO_MANY;     /* answered with genErr, like too many ranges */
 	struct agentx_oid *end = start + RANGES_MAX;
 	uint16_t nonrep = agentx_get_u16(r), maxrep = agentx_get_u16(r);
 	size_t n = 0;
@@ -262,7 +273,7 @@ put_bulk(struct agentx_writer *w, struct agentx_reader *r,
 	}
 	if (r->bad || r->off < r->len) {
 		free(start);
-		return false;
+		return r->bad ? BULK_MALFORMED : BULK_TOO_MANY;
 	}
 	agentx_put_response_head(w, h, 0, 0);
 	size_t i = 0;
@@ -290,7 +301,7 @@ put_bulk(struct agentx_writer *w, struct agentx_reader *r,
 			break;
 	}
 	free(start);
-	return true;
+	return BULK_OK;
 }
 
 static void
@@ -315,7 +326,13 @@ serve_read(struct snmp *s, const struct agentx_header *h, struct agentx_reader *
 	if (w.cap > PDU_ROOM)
 		w.cap = PDU_ROOM;
 	if (h->type == AGENTX_GETBULK) {
-		ok = put_bulk(&w, r, h, snap, now);
+		enum bulk_rc b = put_bulk(&w, r, h, snap, now);
+		ok = b != BULK_MALFORMED;
+		if (b == BULK_TOO_MANY) {
+			fleet_release(s->fleet, snap);
+			respond_error(s, h, SNMP_GEN_ERR, 0);
+			return true;
+		}
 	} else {
 		agentx_put_response_head(&w, h, 0, 0);
 		while (!r->bad && r->off < r->len) {
@@ -493,22 +510,29 @@ connect_socket(const char *spec, char *err, size_t errlen)
 			str_fmt(err, errlen, "%s: %s", spec, gai_strerror(rc));
 			return -1;
 		}
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			int soerr = errno;
-			socklen_t sl = sizeof(soerr);
-			if (errno == EINPROGRESS && poll(&p, 1, OPEN_TIMEOUT_MS) == 1)
-				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-			else if (errno == EINPROGRESS)
-				soerr = ETIMEDOUT;
+		/* every address in turn: "localhost" is ::1 first, snmpd often
+		 * listens on 127.0.0.1 only */
+		fd = -1;
+		for (struct addrinfo *a = ai; a != NULL && fd < 0; a = a->ai_next) {
+			int soerr = 0;
+			fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			if (fd < 0) {
+				soerr = errno;
+			} else if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+				struct pollfd p = { .fd = fd, .events = POLLOUT };
+				socklen_t sl = sizeof(soerr);
+				soerr = errno;
+				if (soerr == EINPROGRESS && poll(&p, 1, OPEN_TIMEOUT_MS) == 1)
+					getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+				else if (soerr == EINPROGRESS)
+					soerr = ETIMEDOUT;
+			}
 			if (soerr != 0) {
 				str_fmt(err, errlen, "%s: %s", spec, strerror(soerr));
-				close(fd);
+				if (fd >= 0)
+					close(fd);
 				fd = -1;
 			}
-		} else if (fd < 0) {
-			str_fmt(err, errlen, "%s: %s", spec, strerror(errno));
 		}
 		freeaddrinfo(ai);
 		return fd;
@@ -539,6 +563,10 @@ exchange(struct snmp *s, uint32_t packet, uint32_t *session, char *err, size_t e
 	while (s->out_len > 0) {
 		if (!flush_out(s)) {
 			str_fmt(err, errlen, "snmpd closed the connection");
+			return -1;
+		}
+		if (s->out_len > 0 && (mono_ms() >= deadline || atomic_load(&s->stop))) {
+			str_fmt(err, errlen, "snmpd did not take our request within %d ms", OPEN_TIMEOUT_MS);
 			return -1;
 		}
 		if (s->out_len > 0) {
@@ -651,7 +679,10 @@ notice_class(enum fleet_notice_kind k)
 	}
 }
 
-static void
+/* Queues a Notify for n and sends it; false when it could not be handed to
+ * snmpd (no session, snmpd not reading, the session broke): it stays
+ * pending then. A notification too big for a PDU is dropped (logged). */
+static bool
 send_notice(struct snmp *s, const struct fleet_notice *n, uint64_t count)
 {
 	struct snmp_varbind vb[SNMP_NOTICE_VARBINDS];
@@ -659,9 +690,12 @@ send_notice(struct snmp *s, const struct fleet_notice *n, uint64_t count)
 	size_t traplen, nvb = snmp_notice_varbinds(n, count, trap, &traplen, vb, ARRAY_LEN(vb));
 	struct agentx_writer w;
 
-	if (OUT_CAP - s->out_len < PDU_ROOM && !flush_out(s))
-		return;
+	if (!s->connected || s->fd < 0)
+		return false;
+	if (OUT_CAP - s->out_len < PDU_ROOM && (!flush_out(s) || OUT_CAP - s->out_len < PDU_ROOM))
+		return false;
 	out_writer(s, &w);
+	w.cap = PDU_ROOM;
 	/* snmpTrapOID.0 first; snmpd puts its sysUpTime.0 before it */
 	agentx_pdu_begin(&w, AGENTX_NOTIFY, 0, s->session, 0, ++s->packet);
 	agentx_put_varbind_head(&w, AGENTX_V_OID, snmptrap_oid, ARRAY_LEN(snmptrap_oid));
@@ -672,15 +706,16 @@ send_notice(struct snmp *s, const struct fleet_notice *n, uint64_t count)
 	if (w.overflow) {
 		log_warnx("snmp", "notification %u does not fit an AgentX PDU; dropped",
 		    (unsigned)trap[traplen - 1]);
-		return;
+		return true;
 	}
 	out_commit(s, &w);
 	if (!flush_out(s))
-		return;
+		return false;
 	s->sent++;
 	if (count > 1)
 		log_debug("snmp", "notification %u stands for %llu occurrences", (unsigned)trap[traplen - 1],
 		    (unsigned long long)count);
+	return true;
 }
 
 static bool
@@ -707,9 +742,8 @@ flush_pending(struct snmp *s)
 		struct pending *p = &s->pending[(s->rr + i) % NC_COUNT];
 		if (p->count == 0)
 			continue;
-		if (!take_token(s))
+		if (!take_token(s) || !send_notice(s, &p->latest, p->count))
 			break;
-		send_notice(s, &p->latest, p->count);
 		p->count = 0;
 		p->has_latest = false;
 	}
@@ -721,10 +755,8 @@ offer(struct snmp *s, const struct fleet_notice *n)
 {
 	struct pending *p = &s->pending[notice_class(n->kind)];
 	/* one kind stays in order: nothing overtakes what already waits */
-	if (p->count == 0 && s->connected && take_token(s)) {
-		send_notice(s, n, 1);
+	if (p->count == 0 && s->connected && take_token(s) && send_notice(s, n, 1))
 		return;
-	}
 	p->count++;
 	p->latest = *n;
 	p->has_latest = true;
@@ -761,9 +793,15 @@ static void
 ping(struct snmp *s)
 {
 	int64_t now = mono_ms(), every = (int64_t)s->reconnect * 1000;
+	int64_t grace = every > 5000 ? every : 5000;
+	if (s->out_len > 0 && now - s->out_progress_ms > grace) {
+		/* snmpd takes nothing of ours: hung, or stuck writing to us */
+		session_close(s, "snmpd stopped reading");
+		return;
+	}
 	if (s->ping_sent_ms != 0) {
 		/* a master that stops answering is as gone as one that closed */
-		if (now - s->ping_sent_ms > (every > 5000 ? every : 5000))
+		if (now - s->ping_sent_ms > grace)
 			session_close(s, "snmpd stopped answering pings");
 		return;
 	}
@@ -787,6 +825,10 @@ try_connect(struct snmp *s)
 	if (mono_ms() < s->next_try_ms)
 		return;
 	if (session_open(s, err, sizeof(err)) == 0) {
+		s->out_progress_ms = mono_ms();
+		/* a request that came with the Register response waits in s->in */
+		if (s->in_len > 0 && serve(s) < 0)
+			return;
 		pump(s);
 		return;
 	}
@@ -801,6 +843,26 @@ try_connect(struct snmp *s)
 	}
 }
 
+/* How long to wait after an answer: 0 while no agent was served within
+ * YIELD_WINDOW_MS (the walk runs at full speed), else a microsecond per
+ * agent frame per second, smoothed over windows of YIELD_WINDOW_MS. */
+static long
+pace_us(struct snmp *s)
+{
+	if (!s->yield || !fleet_agents_busy(s->fleet, YIELD_WINDOW_MS))
+		return 0;
+	int64_t now = mono_ms();
+	if (now - s->rate_ms >= YIELD_WINDOW_MS) {
+		uint64_t c = fleet_agent_work_count(s->fleet);
+		double fps = (double)(c - s->rate_count) * 1000.0 / (double)(now - s->rate_ms);
+		s->agent_fps = now - s->rate_ms > 4 * YIELD_WINDOW_MS ? fps : (s->agent_fps + fps) / 2;
+		s->rate_ms = now;
+		s->rate_count = c;
+	}
+	long us = (long)s->agent_fps;
+	return us < YIELD_MIN_US ? YIELD_MIN_US : us > YIELD_MAX_US ? YIELD_MAX_US : us;
+}
+
 /* Right after an answer the next request of a walk is microseconds away:
  * take it without going to sleep. */
 static void
@@ -811,7 +873,7 @@ spin(struct snmp *s)
 		int n = serve(s);
 		if (n < 0)
 			return;
-		if (n > 0 && s->yield && fleet_agents_busy(s->fleet, YIELD_WINDOW_MS))
+		if (n > 0 && pace_us(s) > 0)
 			return;
 		if (n > 0)
 			until = mono_us() + SPIN_US;
@@ -826,12 +888,11 @@ static void *
 snmp_thread(void *arg)
 {
 	struct snmp *s = arg;
-	/* An SNMP walk must not take CPU from agents and NAC queries: the
-	 * benchmark measured sync p99 x1.7 during a walk at normal priority and
-	 * x1.05-1.2 with this thread at SCHED_IDLE. */
-	struct sched_param sp = { 0 };
-	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0 &&
-	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
+	/* An SNMP walk must not take CPU from agents and NAC queries: nice 19
+	 * (and the pacing in pace_us). Not SCHED_IDLE: on a saturated server
+	 * that starves the thread until snmpd's AgentX requests time out and
+	 * notifications wait, just when they matter most. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
 		log_debug("snmp", "could not lower the SNMP thread's priority");
 	pump(s);
 	while (!atomic_load(&s->stop)) {
@@ -858,8 +919,9 @@ snmp_thread(void *arg)
 		    serve(s) < 0)
 			continue;     /* requests held back while the output was full */
 		if (s->fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && serve(s) > 0) {
-			if (s->yield && fleet_agents_busy(s->fleet, YIELD_WINDOW_MS)) {
-				struct timespec ts = { 0, YIELD_US * 1000L };
+			long us = pace_us(s);
+			if (us > 0) {
+				struct timespec ts = { 0, us * 1000L };
 				s->yields++;
 				nanosleep(&ts, NULL);
 			} else {

@@ -10,8 +10,9 @@
  * itself after snmpd restarts (pinging every snmp.reconnect_interval
  * seconds); while snmpd is away it logs once and keeps trying quietly.
  * Agents come first: while custosd served an agent frame within the last
- * 100 ms, the thread answers snmpd at most every 250 µs (snmp.yield_to_agents),
- * which also holds back the CPU time snmpd itself spends on a walk.
+ * 100 ms, the thread pauses after each answer to snmpd, longer the more
+ * agent frames per second (snmp.yield_to_agents), which also holds back the
+ * CPU time snmpd itself spends on a walk.
  * Notifications are limited to snmp.trap_rate per second with bursts of
  * snmp.trap_burst; beyond that, and while snmpd is away, notifications of
  * one kind are coalesced into one that carries their number

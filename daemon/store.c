@@ -1229,14 +1229,20 @@ load_threats(MYSQL *conn, struct load *l, char *err, size_t errlen)
 		return rc;
 	}
 	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
-		if (array_grow((void **)&l->threats, &l->cap_threats, l->nthreats + 1, sizeof(*l->threats)) < 0)
+		if (array_grow((void **)&l->threats, &l->cap_threats, l->nthreats + 1, sizeof(*l->threats)) < 0) {
+			log_warnx("store", "out of memory reading the day's threats; the 24 h count "
+			    "starts with %zu", l->nthreats);
 			break;
+		}
 		struct fleet_seed *e = &l->threats[l->nthreats++];
 		copy_col(e->uid, sizeof(e->uid), uid, len[0]);
 		e->received = received;
 	}
 	rc = f == 1 ? db_stmt_fail(st, "fetch threats", err, errlen) : 0;
 	mysql_stmt_close(st);
+	if (l->nthreats == FLEET_SEED_MAX)
+		log_warnx("store", "more than %d threats in the last 24 h: the count starts with the "
+		    "newest %d", FLEET_SEED_MAX, FLEET_SEED_MAX);
 	return rc;
 }
 
@@ -1250,8 +1256,16 @@ load_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	l->nhosts = l->ntokens = l->nadmins = 0;
 	int rc;
 	if ((rc = load_hosts(conn, l, err, errlen)) != 0 || (rc = load_tokens(conn, l, err, errlen)) != 0 ||
-	    (rc = load_admins(conn, l, err, errlen)) != 0 || (rc = load_threats(conn, l, err, errlen)) != 0)
+	    (rc = load_admins(conn, l, err, errlen)) != 0)
 		return rc;
+	/* optional: hosts and tokens load even when this fails */
+	char terr[256];
+	if ((rc = load_threats(conn, l, terr, sizeof(terr))) != 0) {
+		if (rc == DB_JOB_CONN_LOST)
+			return rc;    /* the connection is gone: the whole load is retried */
+		log_warnx("store", "reading the day's threats failed (%s); the 24 h count starts at 0", terr);
+		l->nthreats = 0;
+	}
 	if (l->nadmins == 0)
 		return create_admin(conn, l, err, errlen);
 	return 0;

@@ -21,7 +21,7 @@
 #      agent_sim syncs without a walk, as long with bulk walks of
 #      custosHostTable in a loop, and as long with the walks and snmpd at
 #      SCHED_IDLE (SNMP_BENCH_IDLE=0 leaves that out); the subagent thread
-#      keeps custosd's own policy (SCHED_IDLE) throughout;
+#      keeps custosd's own priority (nice 19) throughout;
 #      the median of the rounds' p99, so load from elsewhere on the machine
 #      falls on all alike
 # Prints PASS/MISS per target and exits 0; non-zero only when the benchmark
@@ -410,7 +410,7 @@ with_walk() {
 	printf -v "$var" '%s' "$res"
 }
 # idle_prio on|off: snmpd in SCHED_IDLE or back. The subagent thread keeps
-# the policy custosd gives it (SCHED_IDLE): the benchmark measures custosd
+# the priority custosd gives it (nice 19): the benchmark measures custosd
 # as it ships.
 IDLE_OK=0
 idle_prio() {
@@ -426,6 +426,8 @@ if [ "${SNMP_BENCH_IDLE:-1}" = 1 ] && command -v chrt >/dev/null &&
 	IDLE_OK=1
 fi
 SUB_POLICY=$( [ -n "$SNMP_TID" ] && chrt -p "$SNMP_TID" 2>/dev/null | awk -F': ' '/policy/ { print $2 }')
+# field 19 of /proc/TID/stat is the nice value (the thread's name has no spaces)
+SUB_POLICY="$SUB_POLICY, nice $(awk '{ print $19 }' "/proc/$SNMP_TID/stat" 2>/dev/null)"
 echo "snmp bench: sync latency, $ROUNDS rounds of ${SECS}s without, ${SECS}s with bulk walks of" \
     "custosHostTable in a loop$([ "$IDLE_OK" = 1 ] && echo ", ${SECS}s with walks at idle priority");" \
     "$CONC agents in flight, $AGENTS identities"

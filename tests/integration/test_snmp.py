@@ -593,6 +593,30 @@ def test_snmp_agentx_abuse(ctx):
         p = m.request(6, m.oid([1, 3, 6, 1, 4, 1, 32473, 2]) + m.oid([]))
         err, _, vbs = m.response(p)
         check(err == 0 and struct.unpack(">H", vbs[:2])[0] == 130, "expected endOfMibView")
+        # GetBulk: three repetitions of one range; too many ranges get genErr, not a closed session
+        p = m.request(7, struct.pack(">HH", 0, 3) + m.oid(custos_objects) + m.oid([]))
+        err, _, vbs = m.response(p)
+        check(err == 0 and len(vbs) > 0, "GetBulk failed with error %d" % err)
+        names = []
+        off = 0
+        for _ in range(3):
+            vtype = struct.unpack(">H", vbs[off:off + 2])[0]
+            n, prefix = vbs[off + 4], vbs[off + 5]
+            names.append((vtype, n, prefix))
+            off += 8 + 4 * n
+            if vtype == 4:
+                off += 4 + (struct.unpack(">I", vbs[off:off + 4])[0] + 3) // 4 * 4
+            elif vtype in (2, 66, 67):
+                off += 4
+            elif vtype == 70:
+                off += 8
+        check(len(names) == 3 and all(t in (2, 4, 66, 67, 70) for t, _, _ in names),
+              "GetBulk of 3 repetitions gave %r" % names)
+        p = m.request(7, struct.pack(">HH", 0, 1) + (m.oid(custos_objects) + m.oid([])) * 70)
+        err, _, _ = m.response(p)
+        check(err == 5, "GetBulk with 70 ranges answered error %d, not genErr" % err)
+        p = m.request(6, m.oid(custos_objects) + m.oid([]))
+        check(m.response(p)[0] == 0, "the session did not survive the big GetBulk")
         # the MIB is read-only
         p = m.request(8, struct.pack(">HH", 2, 0) + m.oid(version) + struct.pack(">I", 5))
         err, idx, _ = m.response(p)
