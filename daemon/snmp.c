@@ -99,14 +99,6 @@ struct snmp {
 
 static atomic_bool running;   /* one subagent per process */
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 put_answer(struct agentx_writer *w, const uint32_t *name, size_t len, const struct snmp_answer *a)
 {

@@ -37,10 +37,11 @@ int fsync_parent(const char *path);
  * at least need elements, doubling; 0, or -1 with the array unchanged. */
 int array_grow(void **arr, size_t *cap, size_t need, size_t elsz);
 
-/* Wall clock in seconds / milliseconds; monotonic milliseconds. */
+/* Wall clock in seconds / milliseconds; monotonic milli- and microseconds. */
 int64_t now_s(void);
 int64_t now_ms(void);
 int64_t mono_ms(void);
+int64_t mono_us(void);
 /* ISO-8601 UTC ("2026-11-23T21:07:18Z") for t; out needs 21 bytes. */
 void time_iso(int64_t t, char out[32]);
 
