@@ -53,6 +53,32 @@ def wait_until(fn, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
+# NAC enforcement profiles the NAC and RADIUS tests share (nac.profiles)
+NAC_PROFILES = """
+  profiles = (
+    { token = "Healthy";    vlan = "100"; },
+    { token = "Checkup";    vlan = "100"; session_timeout = 3600; },
+    { token = "Quarantine"; vlan = "666"; filter_id = "quarantine";
+      url_redirect = "https://custos.example/remediate"; url_redirect_acl = "REDIRECT"; },
+    { token = "Infected";   reject = true; },
+    { token = "Unknown";    vlan = "999"; },
+    { token = "Transition"; vlan = "999"; session_timeout = 300; }
+  );
+"""
+
+
+def wait_synced(server, names):
+    """Every named host has synced and reported its posture (no
+    "no_posture" reason any more); returns the hosts by name."""
+    def ok():
+        hosts = server.hosts_by_name()
+        if all(n in hosts and hosts[n]["last_seen"] > 0
+               and not any(r["reason"] == "no_posture" for r in hosts[n]["reasons"]) for n in names):
+            return hosts
+        return None
+    return wait_until(ok, 30, "hosts %s to sync" % ", ".join(names))
+
+
 def sanitizer_lines(text):
     """Lines of a sanitizer report (not the harness's own "--- argv" and
     "$ argv" header lines)."""

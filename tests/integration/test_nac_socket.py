@@ -13,7 +13,7 @@ import socket
 import stat
 import time
 
-from harness import TestFailure, binary, check, wait_until
+from harness import NAC_PROFILES, TestFailure, binary, check, wait_until
 
 LINE_MAX = 65536
 
@@ -31,17 +31,7 @@ nac: {
   socket = "%(sock)s";
   socket_group = "%(group)s";
   stale_after = 86400;
-%(conditions)s
-  profiles = (
-    { token = "Healthy";    vlan = "100"; },
-    { token = "Checkup";    vlan = "100"; session_timeout = 3600; },
-    { token = "Quarantine"; vlan = "666"; filter_id = "quarantine";
-      url_redirect = "https://custos.example/remediate"; url_redirect_acl = "REDIRECT"; },
-    { token = "Infected";   reject = true; },
-    { token = "Unknown";    vlan = "999"; },
-    { token = "Transition"; vlan = "999"; session_timeout = 300; }
-  );
-};
+%(conditions)s%(profiles)s};
 """
 
 VLAN = [["Tunnel-Type", "VLAN"], ["Tunnel-Medium-Type", "IEEE-802"]]
@@ -60,7 +50,7 @@ REPLIES = {
 
 
 def nac_conf(sock, group, checkup_days=1):
-    return NAC_CONF % dict(sock=sock, group=group,
+    return NAC_CONF % dict(sock=sock, group=group, profiles=NAC_PROFILES,
                            conditions=CONDITIONS % dict(checkup_days=checkup_days))
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import ROOT, Agent, TestFailure, check, wait_until
+from harness import NAC_PROFILES as PROFILES, ROOT, Agent, TestFailure, check, wait_until
 
 FR_BASE = Path("/etc/freeradius/3.0")
 NAC_BUILD = ROOT / "build" / "nac"
@@ -32,17 +32,6 @@ SECRET = "custos-it-radius-secret"       # radclient / eapol_test <-> FreeRADIUS
 NAS_SECRET = "custos-it-coa-secret"      # custosd -> test NAS (CoA)
 MODULE_TIMEOUT = 0.1                     # rlm_custos timeout, seconds
 
-PROFILES = """
-  profiles = (
-    { token = "Healthy";    vlan = "100"; },
-    { token = "Checkup";    vlan = "100"; session_timeout = 3600; },
-    { token = "Quarantine"; vlan = "666"; filter_id = "quarantine";
-      url_redirect = "https://custos.example/remediate"; url_redirect_acl = "REDIRECT"; },
-    { token = "Infected";   reject = true; },
-    { token = "Unknown";    vlan = "999"; },
-    { token = "Transition"; vlan = "999"; session_timeout = 300; }
-  );
-"""
 
 VLAN = lambda v: ["Tunnel-Type = VLAN", "Tunnel-Medium-Type = IEEE-802",  # noqa: E731
                   "Tunnel-Private-Group-Id = \"%s\"" % v]

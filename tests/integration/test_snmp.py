@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from harness import ROOT, TestFailure, binary, check, tail, wait_until, Proc
+from harness import ROOT, TestFailure, binary, check, tail, wait_synced, wait_until, Proc
 
 CUSTOS = ".1.3.6.1.4.1.32473.1"
 OBJ = CUSTOS + ".1"
@@ -154,16 +154,6 @@ def start_all(ctx, rate=10, burst=50, extra=""):
     return snmp, srv
 
 
-def synced(server, names):
-    def ok():
-        hosts = server.hosts_by_name()
-        if all(n in hosts and hosts[n]["last_seen"] > 0
-               and not any(r["reason"] == "no_posture" for r in hosts[n]["reasons"]) for n in names):
-            return hosts
-        return None
-    return wait_until(ok, 30, "hosts %s to sync" % ", ".join(names))
-
-
 def host_rows(snmp):
     """{host id: {column: value}} from a bulk walk of custosHostTable."""
     rows = {}
@@ -242,7 +232,7 @@ def test_snmp_values_and_walk(ctx):
         a.enroll(token)
     ok.start()
     crit.start()
-    hosts = synced(srv, ["alpha", "gamma"])
+    hosts = wait_synced(srv, ["alpha", "gamma"])
     hosts = srv.hosts_by_name()
     check(sorted(hosts) == ["alpha", "gamma", "silent"], "custosctl hosts lists %s" % sorted(hosts))
 
@@ -299,7 +289,7 @@ def test_snmp_values_and_walk(ctx):
     late = ctx.agent(srv, "late", db_age_days=0.1, rtp=True)
     late.enroll(token)
     late.start()
-    synced(srv, ["late"])
+    wait_synced(srv, ["late"])
     late_id = srv.hosts_by_name()["late"]["id"]
     wait_until(lambda: host_rows(snmp).get(late_id, {}).get(2) == b"late", 5,
                "host late (id %d) in custosHostTable" % late_id)
@@ -340,7 +330,7 @@ def test_snmp_threat_notifications(ctx):
     pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True, sync_interval=10)
     pc.enroll(token)
     pc.start()
-    hosts = synced(srv, ["pc"])
+    hosts = wait_synced(srv, ["pc"])
     check(hosts["pc"]["status"] == "OK", "pc starts %s" % hosts["pc"]["status"])
     hid = hosts["pc"]["id"]
     # nac.enabled is false here: custosNacEnabled false(2), every count 0
@@ -393,7 +383,7 @@ def test_snmp_snmpd_restart(ctx):
     a = ctx.agent(srv, "steady", db_age_days=0.1, rtp=True)
     a.enroll(token)
     a.start()
-    synced(srv, ["steady"])
+    wait_synced(srv, ["steady"])
 
     snmp.kill_snmpd()
     wait_until(lambda: srv.log_count("lost the AgentX session") >= 1, 10, "custosd to notice snmpd is gone")
@@ -680,7 +670,7 @@ def test_snmp_threats_survive_restart(ctx):
     pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True, sync_interval=10)
     pc.enroll(token)
     pc.start()
-    synced(srv, ["pc"])
+    wait_synced(srv, ["pc"])
     day = FLEET + ".10.0"
     for i in range(3):
         pc.event("Eicar-Test-Signature FOUND in /tmp/e%d" % i, severity="critical", kind="threat_found")

@@ -9,19 +9,7 @@ import ssl
 import struct
 import time
 
-from harness import TestFailure, binary, check, db_event_ids, wait_until
-
-
-def _synced(server, names):
-    """Every named host has synced and reported its posture (no
-    "no_posture" reason any more); returns the hosts by name."""
-    def ok():
-        hosts = server.hosts_by_name()
-        if all(n in hosts and hosts[n]["last_seen"] > 0
-               and not any(r["reason"] == "no_posture" for r in hosts[n]["reasons"]) for n in names):
-            return hosts
-        return None
-    return wait_until(ok, 30, "hosts %s to sync" % ", ".join(names))
+from harness import TestFailure, binary, check, db_event_ids, wait_synced, wait_until
 
 
 def _onacc_running():
@@ -60,7 +48,7 @@ def test_enroll_and_report(ctx):
               "enrolment of %s printed %r" % (a.label, out.strip()))
         a.start()
     check(warn.name == "alpha-1", "second 'alpha' stored name %r in host.json, expected alpha-1" % warn.name)
-    hosts = _synced(srv, ["alpha", "alpha-1", "gamma", "delta"])
+    hosts = wait_synced(srv, ["alpha", "alpha-1", "gamma", "delta"])
     check(sorted(hosts) == ["alpha", "alpha-1", "delta", "gamma"],
           "custosctl hosts lists %s" % sorted(hosts))
 
@@ -118,7 +106,7 @@ def test_restart_keeps_hosts(ctx):
     for a in agents:
         a.enroll(token)
         a.start()
-    _synced(srv, ["web", "db", "mail"])
+    wait_synced(srv, ["web", "db", "mail"])
     wait_until(lambda: srv.status()["agents_connected"] == 3, 20, "3 agents connected")
 
     def snapshot():
@@ -179,7 +167,7 @@ def test_software_in_database(ctx):
                       extra=("software.enabled=true", "software.dpkg_status=%s" % status))
     agent.enroll(token)
     agent.start()
-    _synced(srv, ["pkghost"])
+    wait_synced(srv, ["pkghost"])
 
     def counted(n):
         sw = srv.ctl_json("host", "pkghost")["posture"].get("software")
@@ -272,7 +260,7 @@ def _stream_with_outage(ctx, outage_start, outage_end):
     for a in agents:
         a.enroll(token)
         a.start()
-    _synced(srv, [a.hostname for a in agents])
+    wait_synced(srv, [a.hostname for a in agents])
     injected = {a.label: [] for a in agents}
     for i in range(EVENTS_PER_AGENT):
         if i == EVENTS_PER_AGENT * 4 // 10:
@@ -353,7 +341,7 @@ def test_pinned_server_refuses_impostor(ctx):
     agent = ctx.agent(real, "web", keep=True, db_age_days=0.1, rtp=True)
     agent.enroll(token)
     agent.start()
-    _synced(real, ["web"])
+    wait_synced(real, ["web"])
     first = agent.event("before the impostor")
     wait_until(lambda: first in db_event_ids(real, agent.uid)[2], 20, "the first event stored")
 
@@ -484,7 +472,7 @@ def test_agent_port_abuse(ctx):
     agent = ctx.agent(srv, "steady", keep=True, db_age_days=0.1, rtp=True)
     agent.enroll(token)
     agent.start()
-    _synced(srv, ["steady"])
+    wait_synced(srv, ["steady"])
     wait_until(lambda: srv.hosts_by_name()["steady"]["connected"], 10, "the agent's kept connection")
     cert, key = _foreign_client_cert(ctx)
     port = srv.listen_port
@@ -576,7 +564,7 @@ def test_wakeups(ctx):
     agent = ctx.agent(srv, "sleepy", keep=False, sync_interval=3600, db_age_days=0.1, rtp=True)
     agent.enroll(token)
     agent.start()
-    _synced(srv, ["sleepy"])
+    wait_synced(srv, ["sleepy"])
     tool = binary("tests/tools/wake_tool")
     foreign = ctx.dir / "foreign.key"
     ctx.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", foreign])
