@@ -354,11 +354,14 @@ database: {
   reconnect_max = 1;
   timeout = 5;
 };
-sync: { interval = %(sync)d; jitter = 0; };
+%(sync)s
 %(extra)s
 """ % dict(label=self.label, state=self.state, migr=ROOT / "db" / "migrations", lport=self.listen_port,
            hs=self.handshake_timeout, aport=self.api_port, decl=self.declare_dir, sock=m.socket,
-           pw=m.password_file, db=self.db, sync=self.sync_interval, extra=extra)
+           pw=m.password_file, db=self.db, extra=extra,
+           # sync_interval=None: the product's defaults (900 s + up to 90 s jitter)
+           sync="" if self.sync_interval is None else
+           "sync: { interval = %d; jitter = 0; };" % self.sync_interval)
 
     def write_conf(self, extra=""):
         self.conf.write_text(self.conf_text(extra))
