@@ -21,15 +21,23 @@ PACKAGES=(
 # system has none. Prints "added" when it wrote the file.
 ensure_deb_src() {
 	local src=/etc/apt/sources.list.d/debian.sources
-	local dst=/etc/apt/sources.list.d/custos-src.sources
+	local list=/etc/apt/sources.list
+	local S=""
+	[ "$(id -u)" -ne 0 ] && S="sudo"
 	if grep -qsE '^[[:space:]]*(deb-src[[:space:]]|Types:.*deb-src)' /etc/apt/sources.list \
 	    /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; then
 		return 0
 	fi
-	[ -r "$src" ] || { echo "bootstrap: no $src to derive a deb-src entry from; add one by hand" >&2; return 0; }
-	local S=""
-	[ "$(id -u)" -ne 0 ] && S="sudo"
-	sed -E 's/^Types:.*/Types: deb-src/' "$src" | $S tee "$dst" >/dev/null
+	if [ -r "$src" ]; then
+		# deb822 (containers, cloud images)
+		sed -E 's/^Types:.*/Types: deb-src/' "$src" | $S tee /etc/apt/sources.list.d/custos-src.sources >/dev/null
+	elif grep -qsE '^[[:space:]]*deb[[:space:]]' "$list"; then
+		# one-line format (debootstrap roots, older installs)
+		sed -nE 's/^[[:space:]]*deb([[:space:]])/deb-src\1/p' "$list" | $S tee /etc/apt/sources.list.d/custos-src.list >/dev/null
+	else
+		echo "bootstrap: found no Debian archive in $src or $list to derive a deb-src entry from; add one by hand" >&2
+		return 0
+	fi
 	echo added
 }
 
@@ -64,7 +72,8 @@ if [ ! -e "$policy" ]; then
 	$SUDO chmod 755 "$policy"
 	created_policy=1
 fi
-cleanup() { [ "$created_policy" = 1 ] && $SUDO rm -f "$policy"; }
+# (an if, not &&: the trap's status would become the script's exit status)
+cleanup() { if [ "$created_policy" = 1 ]; then $SUDO rm -f "$policy"; fi; }
 trap cleanup EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
