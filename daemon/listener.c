@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "bounds.h"
 #include "conf.h"
 #include "fleet.h"
 #include "frame.h"
@@ -260,6 +261,19 @@ conn_host(struct conn *c)
 	return h;
 }
 
+/* Every field that reaches a column or memory is cut to its size here
+ * (daemon/bounds.c), counted in the status counters. */
+static void
+fields_bound(struct conn *c, struct host *h, json_t *obj,
+    void (*fn)(json_t *, const char *, size_t, struct bounds_count *))
+{
+	struct server *srv = c->lis->srv;
+	struct bounds_count cnt = { 0, 0 };
+	fn(obj, h->name, c->lis->max_frame, &cnt);
+	srv->stats.fields_truncated += cnt.truncated;
+	srv->stats.fields_dropped += cnt.dropped;
+}
+
 static void
 handle_sync(struct conn *c, struct host *h, json_t *msg)
 {
@@ -272,6 +286,8 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 		conn_error(c, "bad_request", "sync: posture must be an object", false);
 		return;
 	}
+	fields_bound(c, h, msg, bounds_sync);
+	posture = json_object_get(msg, "posture");
 	h->last_seen = now;
 	str_copy(h->last_ip, c->ip, sizeof(h->last_ip));
 	if (wake > 0 && wake < 65536)
@@ -347,12 +363,12 @@ event_invalid(json_t *ev)
 		ok = ok || strcmp(s, sev[i]) == 0;
 	if (!ok)
 		return "event severity must be critical, error, warning or info";
+	/* lengths are bounded afterwards (fields_bound) */
 	const char *k = json_string_value(json_object_get(ev, "kind"));
-	if (k == NULL || *k == '\0' || strlen(k) > 64)
-		return "event kind must be a string of 1 to 64 characters";
-	const char *m = json_string_value(json_object_get(ev, "message"));
-	if (m == NULL || strlen(m) > 1024)
-		return "event message must be a string of at most 1024 bytes";
+	if (k == NULL || *k == '\0')
+		return "event kind must be a non-empty string";
+	if (!json_is_string(json_object_get(ev, "message")))
+		return "event message must be a string";
 	json_t *d = json_object_get(ev, "data");
 	if (d && !json_is_object(d))
 		return "event data must be an object";
@@ -382,6 +398,8 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 			return;
 		}
 	}
+	json_array_foreach(events, i, ev)
+		fields_bound(c, h, ev, bounds_event);
 	srv->stats.events_received += n;
 	h->last_seen = now_s();
 	/* threats reach SNMP even while the database is down (resends are

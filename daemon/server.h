@@ -28,6 +28,7 @@ struct coa;
 struct server_stats {
 	uint64_t conns_accepted, conns_rejected_limit, conns_failed_tls, conns_bad_frames;
 	uint64_t enrolls_ok, enrolls_refused, syncs, events_received, events_acked;
+	uint64_t fields_truncated, fields_dropped; /* cut or left out on arrival (bounds.c) */
 };
 
 struct server {
