@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <mysqld_error.h>
 
 #include "conf.h"
 #include "db.h"
@@ -18,6 +19,7 @@
 #include "util.h"
 
 #define FLUSH_INTERVAL_MS 20
+#define REFUSED_LOG_MAX 10        /* refused rows logged one by one per batch */
 #define PBKDF2_ITER 100000
 
 /* One host row as it will be written (copied on the main thread). */
@@ -40,6 +42,8 @@ struct host_row {
 	char *policy_errors;      /* JSON text or NULL */
 	char *local_settings;     /* JSON text or NULL */
 	char *tags;               /* JSON text or NULL */
+	char name[64];            /* for the log */
+	char *refused;            /* MariaDB's reason when it refused the row */
 };
 
 struct event_row {
@@ -57,6 +61,8 @@ struct event_row {
 	char task_state[16];
 	char *task_tail;
 	int64_t task_started, task_ended;
+	char host[64];            /* the host's name, for the log */
+	char *refused;            /* MariaDB's reason when it refused the row */
 };
 
 struct waiter {
@@ -71,6 +77,8 @@ struct batch {
 	size_t nevents, cap_events;
 	struct waiter *waiters;
 	size_t nwaiters, cap_waiters;
+	size_t nrefused;          /* rows MariaDB refused and that were left out */
+	unsigned int errcode;     /* MariaDB's error number of the last failed statement */
 };
 
 struct admin_cache {
@@ -89,6 +97,7 @@ struct store {
 	size_t ndirty, cap_dirty;
 	size_t events_max, batch_max;
 	uint64_t shed;
+	uint64_t refused;         /* rows MariaDB refused, left out of stored batches */
 	struct event *flush_ev;
 	struct admin_cache *admins;
 	size_t nadmins;
@@ -123,10 +132,12 @@ batch_free(struct batch *b)
 		free(b->hosts[i].policy_errors);
 		free(b->hosts[i].local_settings);
 		free(b->hosts[i].tags);
+		free(b->hosts[i].refused);
 	}
 	for (size_t i = 0; i < b->nevents; i++) {
 		free(b->events[i].data);
 		free(b->events[i].task_tail);
+		free(b->events[i].refused);
 	}
 	free(b->hosts);
 	free(b->events);
@@ -199,7 +210,7 @@ set_str(MYSQL_BIND *b, size_t row, const char *v)
 
 static int
 bulk_execute(MYSQL *conn, const char *sql, MYSQL_BIND *bind, size_t nrows, const char *what,
-    char *err, size_t errlen)
+    unsigned int *code, char *err, size_t errlen)
 {
 	MYSQL_STMT *st = mysql_stmt_init(conn);
 	unsigned int arr = (unsigned int)nrows;
@@ -208,8 +219,10 @@ bulk_execute(MYSQL *conn, const char *sql, MYSQL_BIND *bind, size_t nrows, const
 		return db_conn_fail(conn, what, err, errlen);
 	if (mysql_stmt_prepare(st, sql, strlen(sql)) ||
 	    mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &arr) ||
-	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st))
+	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st)) {
+		*code = mysql_stmt_errno(st);
 		rc = db_stmt_fail(st, what, err, errlen);
+	}
 	mysql_stmt_close(st);
 	return rc;
 }
@@ -272,7 +285,7 @@ batch_write_hosts(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 		set_str(&bind[C_TAGS], i, h->tags);
 		set_i64(&bind[C_ID], i, (long long)h->id);
 	}
-	rc = bulk_execute(conn, sql, bind, b->nhosts, "update hosts", err, errlen);
+	rc = bulk_execute(conn, sql, bind, b->nhosts, "update hosts", &b->errcode, err, errlen);
 out:
 	col_free(bind, NCOLS);
 	return rc;
@@ -314,7 +327,7 @@ batch_write_events(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 		set_str(&bind[C_MSG], i, e->message);
 		set_str(&bind[C_DATA], i, e->data);
 	}
-	rc = bulk_execute(conn, sql, bind, b->nevents, "insert events", err, errlen);
+	rc = bulk_execute(conn, sql, bind, b->nevents, "insert events", &b->errcode, err, errlen);
 out:
 	col_free(bind, NCOLS);
 	return rc;
@@ -380,24 +393,110 @@ batch_write_task_results(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 		set_i64(&bind[C_UPD], r, e->received);
 		r++;
 	}
-	rc = bulk_execute(conn, sql, bind, n, "store task results", err, errlen);
+	rc = bulk_execute(conn, sql, bind, n, "store task results", &b->errcode, err, errlen);
 out:
 	col_free(bind, NCOLS);
 	return rc;
+}
+
+/* MariaDB refused a row for what it holds (too long, wrong value, a
+ * constraint): the same row will be refused again, the others need not be.
+ * Anything else (a lost connection, a lock wait, a full disk) fails the
+ * whole batch as before. */
+static bool
+row_refused(unsigned int code)
+{
+	switch (code) {
+	case ER_DATA_TOO_LONG:               /* 1406 */
+	case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD: /* 1366 */
+	case ER_TRUNCATED_WRONG_VALUE:       /* 1292 */
+	case ER_WARN_DATA_OUT_OF_RANGE:      /* 1264 */
+	case WARN_DATA_TRUNCATED:            /* 1265 */
+	case ER_BAD_NULL_ERROR:              /* 1048 */
+	case ER_NO_REFERENCED_ROW:           /* 1216 */
+	case ER_NO_REFERENCED_ROW_2:         /* 1452 */
+	case ER_DUP_ENTRY:                   /* 1062 */
+	case ER_SIGNAL_EXCEPTION:            /* 1644: a trigger's SIGNAL */
+	case ER_CONSTRAINT_FAILED:           /* 4025: CHECK */
+	case ER_TOO_BIG_ROWSIZE:             /* 1118 */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* One transaction for the rows [lo, hi) of the batch: host rows first, then
+ * events (each with its task result). */
+static int
+batch_try(MYSQL *conn, struct batch *b, size_t lo, size_t hi, char *err, size_t errlen)
+{
+	size_t nh = b->nhosts;
+	struct batch v;
+	memset(&v, 0, sizeof(v));
+	v.hosts = b->hosts + (lo < nh ? lo : nh);
+	v.nhosts = (hi < nh ? hi : nh) - (lo < nh ? lo : nh);
+	v.events = b->events + (lo > nh ? lo - nh : 0);
+	v.nevents = (hi > nh ? hi - nh : 0) - (lo > nh ? lo - nh : 0);
+	int rc;
+	b->errcode = 0;
+	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
+		return rc;
+	if ((rc = batch_write_hosts(conn, &v, err, errlen)) != 0 ||
+	    (rc = batch_write_events(conn, &v, err, errlen)) != 0 ||
+	    (rc = batch_write_task_results(conn, &v, err, errlen)) != 0) {
+		b->errcode = v.errcode;
+		return rc;
+	}
+	return db_exec(conn, "COMMIT", err, errlen);
+}
+
+/* Stores rows [lo, hi) in one transaction. When MariaDB refuses a row, the
+ * range is rolled back and its halves are stored alone, down to the single
+ * row, which is left out (and logged by batch_done): one agent's bad row
+ * never fails another agent's events. Rows stored before a lost connection
+ * are stored again when the job is retried: every statement is idempotent. */
+static int
+batch_range(MYSQL *conn, struct batch *b, size_t lo, size_t hi, char *err, size_t errlen)
+{
+	if (lo >= hi)
+		return 0;
+	int rc = batch_try(conn, b, lo, hi, err, errlen);
+	if (rc == 0 || rc == DB_JOB_CONN_LOST || !row_refused(b->errcode))
+		return rc; /* the DB thread rolls back */
+	char rerr[256];
+	int r2 = db_exec(conn, "ROLLBACK", rerr, sizeof(rerr));
+	if (r2 != 0) {
+		str_copy(err, rerr, errlen);
+		return r2;
+	}
+	if (hi - lo == 1) {
+		char **why = lo < b->nhosts ? &b->hosts[lo].refused : &b->events[lo - b->nhosts].refused;
+		free(*why);
+		*why = strdup(err);
+		b->nrefused++;
+		return 0;
+	}
+	size_t mid = lo + (hi - lo) / 2;
+	if ((rc = batch_range(conn, b, lo, mid, err, errlen)) != 0)
+		return rc;
+	return batch_range(conn, b, mid, hi, err, errlen);
 }
 
 static int
 batch_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 {
 	struct batch *b = arg;
-	int rc;
-	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
-		return rc;
-	if ((rc = batch_write_hosts(conn, b, err, errlen)) != 0 ||
-	    (rc = batch_write_events(conn, b, err, errlen)) != 0 ||
-	    (rc = batch_write_task_results(conn, b, err, errlen)) != 0)
-		return rc; /* the DB thread rolls back */
-	return db_exec(conn, "COMMIT", err, errlen);
+	/* a retried batch starts over */
+	b->nrefused = 0;
+	for (size_t i = 0; i < b->nhosts; i++) {
+		free(b->hosts[i].refused);
+		b->hosts[i].refused = NULL;
+	}
+	for (size_t i = 0; i < b->nevents; i++) {
+		free(b->events[i].refused);
+		b->events[i].refused = NULL;
+	}
+	return batch_range(conn, b, 0, b->nhosts + b->nevents, err, errlen);
 }
 
 /* ---- batching (main thread) ---- */
@@ -412,6 +511,34 @@ batch_current(struct store *st)
 
 static struct store *done_store; /* the store whose batch is in flight */
 
+/* Rows MariaDB refused were left out of a batch that was otherwise stored. */
+static void
+batch_log_refused(struct store *st, const struct batch *b)
+{
+	size_t logged = 0;
+	st->refused += b->nrefused;
+	for (size_t i = 0; i < b->nhosts && logged < REFUSED_LOG_MAX; i++) {
+		const struct host_row *h = &b->hosts[i];
+		if (h->refused == NULL)
+			continue;
+		log_warnx("store", "host %s: MariaDB refused its host row (%s); it was left out, the "
+		    "other rows of the write were stored", h->name, h->refused);
+		logged++;
+	}
+	for (size_t i = 0; i < b->nevents && logged < REFUSED_LOG_MAX; i++) {
+		const struct event_row *e = &b->events[i];
+		if (e->refused == NULL)
+			continue;
+		log_warnx("store", "host %s: MariaDB refused event %s (kind %s) (%s); it was dropped "
+		    "(acknowledged, not stored), the other rows of the write were stored", e->host,
+		    e->uid, e->kind, e->refused);
+		logged++;
+	}
+	if (b->nrefused > logged)
+		log_warnx("store", "%zu more row(s) of the same write were refused and left out",
+		    b->nrefused - logged);
+}
+
 static void
 batch_done(void *arg, int rc, const char *err)
 {
@@ -420,6 +547,8 @@ batch_done(void *arg, int rc, const char *err)
 	if (rc != 0)
 		log_warnx("store", "write of %zu host change(s) and %zu event(s) failed: %s",
 		    b->nhosts, b->nevents, err);
+	else if (b->nrefused > 0)
+		batch_log_refused(st, b);
 	for (size_t i = 0; i < b->nwaiters; i++)
 		b->waiters[i].cb(b->waiters[i].arg, rc == 0 ? 0 : -1, err);
 	batch_free(b);
@@ -452,6 +581,8 @@ host_row_fill(struct host_row *r, struct host *h)
 	r->policy_errors = h->policy_errors ? json_dumps(h->policy_errors, JSON_COMPACT) : NULL;
 	r->local_settings = h->local_settings ? json_dumps(h->local_settings, JSON_COMPACT) : NULL;
 	r->tags = h->tags ? json_dumps(h->tags, JSON_COMPACT) : NULL;
+	str_copy(r->name, h->name, sizeof(r->name));
+	r->refused = NULL;
 }
 
 static void
@@ -565,6 +696,7 @@ store_events(struct store *st, struct host *h, json_t *events, store_done_fn cb,
 		struct event_row *r = &b->events[b->nevents++];
 		memset(r, 0, sizeof(*r));
 		r->host_id = h->id;
+		str_copy(r->host, h->name, sizeof(r->host));
 		str_copy(r->uid, json_string_value(json_object_get(ev, "id")), sizeof(r->uid));
 		r->time = json_integer_value(json_object_get(ev, "time"));
 		r->received = now;
@@ -1484,4 +1616,10 @@ uint64_t
 store_shed_count(const struct store *st)
 {
 	return st->shed;
+}
+
+uint64_t
+store_refused_count(const struct store *st)
+{
+	return st->refused;
 }

@@ -75,5 +75,8 @@ void store_flush(struct store *st);
 size_t store_pending_events(const struct store *st);
 size_t store_pending_hosts(const struct store *st);
 uint64_t store_shed_count(const struct store *st);
+/* Rows MariaDB refused (a value it would not store): left out of their batch,
+ * logged with the host and the error; the rest of the batch was stored. */
+uint64_t store_refused_count(const struct store *st);
 
 #endif
