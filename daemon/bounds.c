@@ -17,7 +17,8 @@
 enum bound_type {
 	B_STRING,       /* a string: cut at a character boundary */
 	B_TAGS,         /* an array of strings: each cut, then the tags that fit */
-	B_JSON          /* a document stored as JSON text: removed when too large */
+	B_JSON          /* a document stored as JSON text: when too large, an object
+	                   is removed, a list keeps the entries that fit */
 };
 
 struct bound {
@@ -189,9 +190,26 @@ bounds_apply(struct bound *table, size_t ntable, const char *what, json_t *root,
 			size_t size = json_size(v);
 			if (size <= b->max)
 				break;
-			str_fmt(detail, sizeof(detail), "%zu bytes; left out (the stored value stays)", size);
-			json_object_del(parent, key);
-			cnt->dropped++;
+			if (json_is_array(v)) {
+				/* a list (policy errors): the entries that fit */
+				size_t n = json_array_size(v), keep = 0, sz = 2;
+				while (keep < n) {
+					size_t add = json_size(json_array_get(v, keep)) + (keep ? 1 : 0);
+					if (sz + add > b->max)
+						break;
+					sz += add;
+					keep++;
+				}
+				while (json_array_size(v) > keep)
+					json_array_remove(v, json_array_size(v) - 1);
+				str_fmt(detail, sizeof(detail), "%zu bytes; kept the first %zu of %zu entries",
+				    size, keep, n);
+				cnt->truncated++;
+			} else {
+				str_fmt(detail, sizeof(detail), "%zu bytes; left out (the stored value stays)", size);
+				json_object_del(parent, key);
+				cnt->dropped++;
+			}
 			bound_log(b, what, host, detail);
 			break;
 		}

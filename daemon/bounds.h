@@ -3,7 +3,8 @@
  *
  * A string longer than its column is cut at a UTF-8 character boundary; a
  * tag list is cut to the tags that fit; a JSON document larger than its
- * column is removed from the message (the stored value stays). Each cut is
+ * column is removed from the message (the stored value stays), a list keeps
+ * the entries that fit. Each cut is
  * counted and logged, at most once a minute per field, naming the host and
  * the field. The message is changed in place, so everything after (memory,
  * SNMP, NAC, the store) sees the bounded values.

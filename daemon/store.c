@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <mysqld_error.h>
 
+#include "bounds.h"
 #include "conf.h"
 #include "db.h"
 #include "fleet.h"
@@ -670,8 +671,9 @@ task_row_fill(struct event_row *r, const json_t *data)
 	r->task_run = (int)json_integer_value(json_object_get(data, "run"));
 	r->task_exit = json_integer_value(json_object_get(data, "exit_code"));
 	str_copy(r->task_state, state, sizeof(r->task_state));
+	/* bounded on arrival (bounds.c); cut at a character boundary all the same */
 	const char *tail = json_string_value(json_object_get(data, "output_tail"));
-	r->task_tail = tail ? strndup(tail, 4096) : NULL;
+	r->task_tail = tail ? strndup(tail, bounds_utf8_cut(tail, strlen(tail), 4096)) : NULL;
 	r->task_started = json_integer_value(json_object_get(data, "started"));
 	r->task_ended = json_integer_value(json_object_get(data, "ended"));
 }
