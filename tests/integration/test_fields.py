@@ -91,7 +91,16 @@ def test_refused_row_alone(ctx):
     for a in (victim, other):
         a.enroll(token)
     srv.sql("ALTER TABLE hosts ADD CONSTRAINT refuse_tag CHECK (tags NOT LIKE '%refuse-me%')")
+    srv.sql("ALTER TABLE task_results ADD CONSTRAINT refuse_output CHECK (output_tail NOT LIKE '%refuse-me%')")
     e_victim = victim.event("from the refused host")
+    # one event of the same message carries a task result MariaDB refuses:
+    # that event alone is left out, the ones around it are stored
+    _, out, _ = ctx.run(victim.argv("event", "--severity", "info", "--kind", "task_result", "--message",
+                                    "scan finished", "--data", json.dumps(
+                                        {"task_id": 4242, "run": 1, "state": "succeeded", "exit_code": 0,
+                                         "output_tail": "refuse-me", "started": 1, "ended": 2})))
+    e_refused = out.strip()
+    e_victim2 = victim.event("after the refused one")
     e_other = other.event("from the other host")
     victim.start()
     other.start()
@@ -99,6 +108,10 @@ def test_refused_row_alone(ctx):
     wait_until(lambda: _acked(other, e_other, srv), 10, "the other agent's event acknowledged and stored")
     took = time.monotonic() - start
     wait_until(lambda: _acked(victim, e_victim, srv), 10, "the refused host's event acknowledged and stored")
+    ids = db_event_ids(srv, victim.uid)[2]
+    check(e_victim2 in ids and e_refused not in ids,
+          "the victim's events in the table: %s (refused one %s)" % (sorted(ids), e_refused))
+    check(srv.sql("SELECT COUNT(*) FROM task_results") == [["0"]], "a refused task result was stored")
     check(other.log_count(NACK_LINE) == 0 and victim.log_count(NACK_LINE) == 0,
           "an agent was told to retry its events (nack): other %d, victim %d"
           % (other.log_count(NACK_LINE), victim.log_count(NACK_LINE)))
@@ -110,6 +123,9 @@ def test_refused_row_alone(ctx):
     check(lines and "host victim" in lines[0] and "refuse_tag" in lines[0] and
           all("host victim" in l for l in lines),
           "expected log lines naming host victim and the constraint, got %r" % lines[:3])
-    check(srv.status()["write_queue"]["refused"] >= 1, "status write_queue: %r" % srv.status()["write_queue"])
+    lines = [l for l in srv.log_text().splitlines() if "MariaDB refused event" in l]
+    check(len(lines) == 1 and "host victim" in lines[0] and e_refused in lines[0] and "refuse_output" in lines[0],
+          "expected one log line naming host victim, the event and the constraint, got %r" % lines)
+    check(srv.status()["write_queue"]["refused"] >= 2, "status write_queue: %r" % srv.status()["write_queue"])
     check(srv.log_count("failed:") == 0, "a whole write failed: %r"
           % [l for l in srv.log_text().splitlines() if "failed:" in l][:2])
