@@ -876,6 +876,94 @@ def test_radius_threat_coa(ctx):
         nas.close()
 
 
+# a group whose thresholds make a host with 1.5-day-old databases Critical
+# (elsewhere it is OK), and a relocation rule that places strict-* there
+STRICT_CONF = """groups = ( { path = "Strict"; } );
+relocation = ( { name = "strict-hosts"; group = "Strict"; hostname = "strict-*"; } );
+thresholds = ( { group = "Strict"; db_warning_days = 1; db_critical_days = 1; } );
+"""
+
+
+def wait_profile(fr, mac, token, session, timeout, what):
+    """Polls MAB (as a Cisco switch) until FreeRADIUS answers with token's
+    profile; returns the seconds it took."""
+    t0 = time.monotonic()
+
+    def probe():
+        code, attrs = mab(fr, mac, session)
+        return code == "Access-Accept" and sorted(attrs) == sorted(EXPECT[token])
+    wait_until(probe, timeout, what, interval=0.2)
+    return time.monotonic() - t0
+
+
+def test_radius_move_token(ctx):
+    """A host moved through the API (custosctl move) into a group whose
+    thresholds make it Critical gets its new token at once: the switch's
+    next MAB gets the Checkup profile (NAC's default conditions: Healthy
+    only while not Critical) and the NAS that admitted it a CoA; moved back,
+    MAB gets the Healthy profile again. A host placed by a relocation rule
+    on its first sync has the token of its new group at once. Product sync
+    defaults (900 s): nothing but the move tells custosd."""
+    have_prerequisites()
+    nas = TestNas()
+    try:
+        net = Net(ctx, 2)
+        srv = nac_server(ctx, net=net, nas_port=nas.port, sync_interval=None)
+        (srv.declare_dir / "10-strict.conf").write_text(STRICT_CONF)
+        srv.start()
+        token = srv.token_create("nac", max_uses=0)
+        mover = NsAgent(ctx, srv, "mab-mover", net.hosts[0], net, keep=False, db_age_days=1.5, rtp=True)
+        mover.enroll(token)
+        mover.start()
+        wait_token(srv, mover.host["mac"], "Healthy")
+        fr = FreeRadius(ctx, srv.nac_socket).start()
+        check_profile(fr, mover.host["mac"], "Healthy", session="mover-1")
+        check(not nas.requests, "a CoA before anything changed: %r" % nas.requests)
+
+        # into the strict group: Critical, so Checkup
+        t0 = time.monotonic()
+        srv.ctl("move", mover.name, "Strict")
+        took = wait_profile(fr, mover.host["mac"], "Checkup", "mover-2", 8,
+                            "the Checkup profile at the switch after custosctl move")
+        check(srv.hosts_by_name()[mover.name]["status"].lower() == "critical",
+              "%s is not Critical in Strict: %r" % (mover.name, srv.hosts_by_name()[mover.name]))
+        req = wait_until(lambda: nas.requests[0] if nas.requests else None, 8,
+                         "a CoA-Request at the test NAS after the move")
+        coa_took = req["time"] - t0
+        check(not nas.problems, "test NAS: %s" % nas.problems)
+        check(req["auth_ok"] and req["ma_ok"], "CoA-Request badly signed")
+        check(req.get("Acct-Session-Id") == "mover-1", "CoA for session %r, expected mover-1" % (
+            req.get("Acct-Session-Id"),))
+        print("move: MAB profile after %.2fs, CoA after %.2fs" % (took, coa_took))
+
+        # and back to Unassigned: Healthy again
+        srv.ctl("move", mover.name, "")
+        took = wait_profile(fr, mover.host["mac"], "Healthy", "mover-3", 8,
+                            "the Healthy profile at the switch after moving back")
+        print("move back: MAB profile after %.2fs" % took)
+
+        # placed by a relocation rule on its first sync: Checkup at once
+        placed = NsAgent(ctx, srv, "strict-1", net.hosts[1], net, keep=False, db_age_days=1.5, rtp=True)
+        placed.enroll(token)
+        placed.start()
+        wait_until(lambda: srv.log_count("host %s placed in group Strict by a relocation rule" % placed.name),
+                   30, "the relocation rule to place strict-1 at its first sync")
+        took = wait_profile(fr, placed.host["mac"], "Checkup", "placed-1", 8,
+                            "the Checkup profile for a host placed in Strict on its first sync")
+        print("relocation: MAB profile %.2fs after the first sync" % took)
+        # not by luck of a second sync: the first one already gave the
+        # token and the status of the new group
+        changes = re.findall(r"nac: host %s: (\w+) -> (\w+)" % re.escape(placed.name), srv.log_text())
+        check(changes[:1] == [("Transition", "Checkup")],
+              "strict-1's tokens went %r: the first sync did not give it Strict's token" % changes)
+        first = re.search(r"synced with the server \(status (\w+)\)", placed.log.read_text())
+        check(first is not None and first.group(1) == "Critical",
+              "strict-1's first sync reported status %s, not Strict's Critical" % (first and first.group(1)))
+        check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died")
+    finally:
+        nas.close()
+
+
 def test_radius_coa_reload(ctx):
     """nac.nas is read again on SIGHUP: custosd starts with switch1's CoA
     port pointing nowhere, the port is corrected and custosd reloaded, and
