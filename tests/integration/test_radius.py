@@ -959,6 +959,16 @@ def test_radius_move_token(ctx):
         first = re.search(r"synced with the server \(status (\w+)\)", placed.log.read_text())
         check(first is not None and first.group(1) == "Critical",
               "strict-1's first sync reported status %s, not Strict's Critical" % (first and first.group(1)))
+
+        # Strict's thresholds relaxed by a reload of the declaration: both
+        # hosts in Strict are OK again, and Healthy at once
+        (srv.declare_dir / "10-strict.conf").write_text(
+            STRICT_CONF.replace("db_warning_days = 1; db_critical_days = 1;",
+                                "db_warning_days = 5; db_critical_days = 10;"))
+        srv.ctl("reload")
+        took = wait_profile(fr, placed.host["mac"], "Healthy", "placed-2", 8,
+                            "the Healthy profile after Strict's thresholds were relaxed")
+        print("thresholds reloaded: MAB profile after %.2fs" % took)
         check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died")
     finally:
         nas.close()
