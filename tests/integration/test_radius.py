@@ -602,12 +602,19 @@ def mac_notation(mac, sep="", upper=False, group=2):
 #    "MAC-based Authentication", https://www.manualshelf.com/manual/dell/
 #    w-3200/users-guide-english/page-280.html
 #  - HPE / Aruba switches (ArubaOS-Switch mac-based port-access with
-#    addr-format multi-dash, upper case) and Service-Type = Login-User.
+#    addr-format multi-dash, upper case; CHAP, "aaa authentication
+#    mac-based chap-radius" being the default: https://support.hpe.com/
+#    techhub/eginfolib/Aruba/16.07/5200-5366/
+#    GUID-75A9CC0B-87EB-4E67-8E8D-19C15CA67396.html) and Service-Type =
+#    Login-User.
 #  - Juniper EX (mac-radius with authentication-protocol pap: the MAC is
 #    user name and password), Service-Type = Framed-User, Calling-Station-Id
 #    lower case with dashes: https://www.juniper.net/documentation/us/en/
 #    software/junos/user-access/topics/topic-map/
-#    mac-radius-authentication-switching-devices.html
+#    mac-radius-authentication-switching-devices.html. Juniper's default
+#    is EAP-MD5 with the MAC as identity and password ("the default
+#    authentication method for MAC RADIUS is EAP-MD5": Junos user-access
+#    guide, authentication-protocol-mac-radius): eapol_test plays that one.
 #  - Extreme EXOS netlogin mac-based: user name the MAC (12 digits, or
 #    hyphenated with "configure netlogin mac username format hyphenated",
 #    16.1+), password the one configured on the switch, else the MAC:
@@ -623,7 +630,7 @@ MAB_VENDORS = [
     ("ArubaOS", lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "%s"' % mac_notation(m),
                            'Calling-Station-Id = "%s"' % mac_notation(m), "NAS-Port-Type = Wireless-802.11"]),
     ("HPE ArubaOS-Switch", lambda m: ['User-Name = "%s"' % mac_notation(m, "-", True),
-                                      'User-Password = "%s"' % mac_notation(m, "-", True),
+                                      'CHAP-Password = "%s"' % mac_notation(m, "-", True),
                                       "Service-Type = Login-User",
                                       'Calling-Station-Id = "%s"' % mac_notation(m, "-", True),
                                       "NAS-Port-Type = Ethernet"]),
@@ -638,6 +645,33 @@ MAB_VENDORS = [
                            'Calling-Station-Id = "%s"' % mac_notation(m, ":", True)]),
     ("generic without Calling-Station-Id", lambda m: ['User-Name = "%s"' % mac_notation(m, ":")]),
 ]
+
+
+def eap_md5_mab(ctx, fr, mac, session):
+    """MAB inside EAP-MD5 as a Juniper EX sends it by default: the MAC (12
+    lower-case hex digits) as EAP identity and password, Calling-Station-Id
+    from -M. Returns (the final answer's type, its attributes by name,
+    the last EAP code, eapol_test's exit status, its output)."""
+    eapol = shutil.which("eapol_test")
+    check(eapol is not None, "eapol_test not found (make deps installs eapoltest)")
+    ident = mac_notation(mac)
+    conf = ctx.dir / ("eapol-md5-%s.conf" % session)
+    conf.write_text('network={\n\tkey_mgmt=IEEE8021X\n\teapol_flags=0\n\teap=MD5\n'
+                    '\tidentity="%s"\n\tpassword="%s"\n}\n' % (ident, ident))
+    rc, out, err = ctx.run([eapol, "-c", conf, "-a", "127.0.0.1", "-p", str(fr.port), "-s", SECRET,
+                            "-M", mac, "-N", "4:x:7f000001", "-N", "32:s:switch1", "-N", "5:d:7",
+                            "-N", "44:s:%s" % session, "-n", "-t", "10", "-r", "0"],
+                           timeout=60, expect_rc=None)
+    text = out + err
+    # the last RADIUS answer: its code and attributes (name -> value bytes)
+    msgs = re.findall(r"RADIUS message: code=(\d+) \((Access-\w+)\)[^\n]*\n((?:   .*\n)*)", text)
+    if not msgs:
+        raise TestFailure("eapol_test (EAP-MD5) got no answer (exit %d): %s" % (rc, text[-1500:]))
+    attrs = {}
+    for name, value in re.findall(r"Attribute \d+ \(([\w-]+)\) length=\d+\n\s+Value: ([0-9a-f]*)", msgs[-1][2]):
+        attrs[name] = bytes.fromhex(value)
+    eap = re.findall(r"decapsulated EAP packet \(code=(\d+)", text)
+    return msgs[-1][1], attrs, eap[-1] if eap else None, rc, text
 
 
 def test_radius_mab_vendors(ctx):
@@ -683,6 +717,21 @@ def test_radius_mab_vendors(ctx):
             if not ok:
                 failures.append("%s, %s MAC: %s %s, expected %s" % (
                     vendor, who, code, lines, "Access-Reject" if want == "Infected" else EXPECT[want]))
+    # Juniper's default: MAB inside EAP-MD5
+    for who, mac, want, vlan in (("healthy", healthy["mac"], "Healthy", b"100"),
+                                 ("unknown", "02:00:5e:00:53:60", "Unknown", b"999"),
+                                 ("infected", infected["mac"], "Infected", None)):
+        code, attrs, eap, rc, out = eap_md5_mab(ctx, fr, mac, "juniper-md5-" + who)
+        (ctx.dir / ("eapol-md5-%s.out" % who)).write_text(out)
+        if want == "Infected":
+            ok = code == "Access-Reject" and eap == "4" and rc != 0   # EAP-Failure, not Success
+        else:
+            ok = (code == "Access-Accept" and eap == "3" and rc == 0 and
+                  attrs.get("Tunnel-Private-Group-Id") == vlan and "Reply-Message" not in attrs)
+        if not ok:
+            failures.append("Juniper EX (EAP-MD5), %s MAC: %s, EAP code %s, eapol_test exit %d, attributes %r; "
+                            "expected %s" % (who, code, eap, rc, attrs, "Access-Reject with EAP-Failure"
+                                             if vlan is None else "Access-Accept with VLAN %s" % vlan.decode()))
     check(not failures, "MAB not handled as switches send it:\n  " + "\n  ".join(failures))
     # not MAB: a MAC as User-Name for another station (nothing vouches for
     # it), and a plain user with a wrong password
