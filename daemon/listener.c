@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "fleet.h"
 #include "frame.h"
+#include "hostchange.h"
 #include "log.h"
 #include "mgmt.h"
 #include "nac.h"
@@ -126,8 +127,7 @@ enroll_done(void *arg, int rc, const char *err)
 		    "ca", ca ? ca : "", "server_fingerprint", srv->pki.server_fp));
 		free(ca);
 		srv->stats.enrolls_ok++;
-		fleet_host_changed(srv, e->h);
-		nac_host_changed(srv, e->h);
+		host_changed(srv, e->h, false);
 		if (!c->dead) {
 			c->closing = true;
 			if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -296,9 +296,6 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 		host_set_posture(h, json_incref(posture), now, mgmt_host_thresholds(srv, h), now);
 	else
 		host_evaluate(h, mgmt_host_thresholds(srv, h), now);
-	store_host_changed(srv->store, h);
-	fleet_host_changed(srv, h);
-	nac_host_changed(srv, h);
 	srv->stats.syncs++;
 
 	long long interval = conf_int(srv->cfg, "sync.interval");
@@ -306,10 +303,14 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	uint32_t r = 0;
 	random_bytes(&r, sizeof(r));
 	long long next = interval + (jitter > 0 ? (long long)(r % (uint32_t)jitter) : 0);
-	json_t *reply = json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "sync_ok", "next_sync",
-	    (json_int_t)next, "server_time", (json_int_t)now, "name", h->name,
-	    "status", status_name(h->st.status));
+	json_t *reply = json_pack("{s:s, s:I, s:I, s:s}", "type", "sync_ok", "next_sync",
+	    (json_int_t)next, "server_time", (json_int_t)now, "name", h->name);
+	/* first the placement by the relocation rules (a new group, its
+	 * thresholds), so that the status and NAC token of the first sync are
+	 * already those of the host's group */
 	mgmt_on_sync(srv->mgmt, h, msg, reply);
+	host_changed(srv, h, false);
+	json_object_set_new(reply, "status", json_string(status_name(h->st.status)));
 	conn_send(c, reply);
 }
 

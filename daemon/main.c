@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "coa.h"
+#include "hostchange.h"
 #include "conf.h"
 #include "config.h"
 #include "db.h"
@@ -202,8 +203,7 @@ on_reeval(evutil_socket_t fd, short what, void *arg)
 		all[i]->st = status_evaluate(&all[i]->sin, mgmt_host_thresholds(srv, all[i]), now);
 		if (before.status != all[i]->st.status || before.reasons != all[i]->st.reasons) {
 			log_info("status", "host %s is now %s", all[i]->name, status_name(all[i]->st.status));
-			store_host_changed(srv->store, all[i]);
-			fleet_host_changed(srv, all[i]);
+			host_changed(srv, all[i], false);
 		}
 	}
 	free(all);

@@ -13,6 +13,7 @@
 #include "declare.h"
 #include "fleet.h"
 #include "groups.h"
+#include "hostchange.h"
 #include "listener.h"
 #include "log.h"
 #include "mgmt_db.h"
@@ -353,7 +354,7 @@ host_policy(struct mgmt *mg, struct host *h)
 	if (strcmp(hash, h->policy_hash) != 0) {
 		str_copy(h->policy_hash, hash, sizeof(h->policy_hash));
 		h->policy_version++;
-		store_host_changed(mg->srv->store, h);
+		host_changed(mg->srv, h, false);
 	}
 	return doc;
 }
@@ -404,12 +405,13 @@ mgmt_host_relocate(struct mgmt *mg, struct host *h)
 	h->placed = true;
 	const char *target = reloc_match(mg->m->rules, mg->m->nrules, &facts);
 	const struct group *g = target ? groups_find_path(mg->m->groups, target) : NULL;
-	store_host_changed(mg->srv->store, h);
-	if (g == NULL || g->id == h->group_id)
+	if (g == NULL || g->id == h->group_id) {
+		host_changed(mg->srv, h, false); /* placed */
 		return false;
+	}
 	log_info("mgmt", "host %s placed in group %s by a relocation rule", h->name, target);
 	h->group_id = g->id;
-	host_reevaluate(mg, h);
+	host_changed(mg->srv, h, true); /* the group's thresholds: status and NAC token now */
 	return true;
 }
 
@@ -428,11 +430,9 @@ void
 mgmt_host_changed(struct mgmt *mg, struct host *h)
 {
 	char before[65];
-	host_reevaluate(mg, h);
 	str_copy(before, h->policy_hash, sizeof(before));
 	json_decref(host_policy(mg, h));
-	store_host_changed(mg->srv->store, h);
-	fleet_host_changed(mg->srv, h);
+	host_changed(mg->srv, h, true);
 	if (strcmp(before, h->policy_hash) != 0)
 		notify_host(mg, h);
 }
@@ -460,7 +460,7 @@ mgmt_on_sync(struct mgmt *mg, struct host *h, const json_t *msg, json_t *reply)
 			if (h->policy_errors)
 				log_info("mgmt", "host %s could not apply %zu policy setting(s)", h->name,
 				    json_array_size(errors));
-			store_host_changed(mg->srv->store, h);
+			host_changed(mg->srv, h, false);
 		}
 	}
 	json_t *doc = host_policy(mg, h);
@@ -641,11 +641,15 @@ model_replace(struct mgmt *mg, struct model *m)
 	struct host **all = registry_hosts(mg->srv->reg, &n);
 	for (size_t i = 0; all && i < n; i++) {
 		struct host *h = all[i];
+		struct status_result st = h->st;
+		bool moved = false;
 		if (h->group_id && groups_get(m->groups, h->group_id) == NULL) {
 			h->group_id = 0;
-			store_host_changed(mg->srv->store, h);
+			moved = true;
 		}
 		host_reevaluate(mg, h);
+		if (moved || st.status != h->st.status || st.reasons != h->st.reasons)
+			host_changed(mg->srv, h, false);
 		char before[65];
 		str_copy(before, h->policy_hash, sizeof(before));
 		json_decref(host_policy(mg, h));

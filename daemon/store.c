@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "db.h"
 #include "fleet.h"
+#include "hostchange.h"
 #include "log.h"
 #include "mgmt.h"
 #include "registry.h"
@@ -1499,7 +1500,7 @@ load_done(void *arg, int rc, const char *err)
 				host_evaluate(mem, &srv->thr, now);
 			}
 			merged++;
-			store_host_changed(st, mem);
+			host_changed(srv, mem, false);
 			host_free(h);
 			continue;
 		}

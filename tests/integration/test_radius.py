@@ -11,15 +11,18 @@ Each test_NAME(ctx) is one test; ctx is a harness.Ctx. Needs root (network
 namespaces), freeradius, freeradius-utils (radclient) and eapoltest."""
 
 import hashlib
+import grp
 import hmac
 import json
 import os
+import pwd
 import random
 import re
 import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -270,10 +273,11 @@ class NsAgent(Agent):
 
 # ---- custosd with NAC, FreeRADIUS with rlm_custos ----
 
-def nac_server(ctx, net=None, nas_port=None, extra=""):
-    """custosd with nac.enabled, its query socket in the test directory,
-    the test NAS (if any) as switch1, listening on the bridge when there
-    are namespaces."""
+def nac_server(ctx, net=None, nas_port=None, extra="", socket_group="freerad", **kw):
+    """custosd with nac.enabled, its query socket in the test directory
+    (group socket_group: FreeRADIUS's, as shipped), the test NAS (if any) as
+    switch1, listening on the bridge when there are namespaces. kw go to
+    ctx.server (sync_interval=None: the product's sync defaults)."""
     sock = ctx.dir / "nac.sock"
     nas = ""
     if nas_port:
@@ -285,9 +289,9 @@ def nac_server(ctx, net=None, nas_port=None, extra=""):
 """ % (secret, nas_port)
     else:
         nas = """  nas = ( { name = "switch1"; address = "127.0.0.1"; vendor = "cisco"; } );\n"""
-    conf = "nac: {\n  enabled = true;\n  socket = \"%s\";\n  socket_group = \"\";\n%s%s%s};\n" % (
-        sock, PROFILES, nas, extra)
-    srv = ctx.server(extra_conf=conf)
+    conf = "nac: {\n  enabled = true;\n  socket = \"%s\";\n  socket_group = \"%s\";\n%s%s%s};\n" % (
+        sock, socket_group, PROFILES, nas, extra)
+    srv = ctx.server(extra_conf=conf, **kw)
     if net is not None:
         text = srv.conf.read_text()
         old = 'address = "127.0.0.1";\n  port = %d;' % srv.listen_port
@@ -329,6 +333,10 @@ class FreeRadius:
 
     def __init__(self, ctx, nac_socket, label="radius", fail_closed=False, timeout=MODULE_TIMEOUT,
                  users="", soh=False, bench_files=None):
+        """Runs as the installed package does: as the user and group of
+        radiusd.conf (freerad), which reaches custosd's query socket only
+        through nac.socket_group, and with the shipped reject_delay (every
+        Access-Reject comes that late; self.reject_delay)."""
         self.ctx = ctx
         self.dir = ctx.dir / label
         self.raddb = self.dir / "raddb"
@@ -344,12 +352,15 @@ class FreeRadius:
                 (r"(?m)^logdir = .*$", "logdir = %s" % (self.dir / "log")),
                 (r"(?m)^run_dir = .*$", "run_dir = %s" % (self.dir / "run")),
                 (r"(?m)^libdir = .*$", "libdir = %s:/usr/lib/freeradius" % NAC_BUILD),
-                (r"(?m)^(\s*)(user|group) = freerad$", r"\1#\2 = freerad"),
-                (r"(?m)^(\s*)reject_delay = .*$", r"\1reject_delay = 0"),
                 (r"(?m)^(\s*)auth = no$", r"\1auth = yes")]
         for pat, rep in subs:
             conf, n = re.subn(pat, rep, conf)
             check(n >= 1, "radiusd.conf of this FreeRADIUS has no line matching %s" % pat)
+        m = re.search(r"(?m)^\s*user = (\S+)$", conf)
+        check(m is not None, "radiusd.conf of this FreeRADIUS names no user to run as")
+        self.user = m.group(1)
+        m = re.search(r"(?m)^\s*reject_delay = (\d+(?:\.\d+)?)$", conf)
+        self.reject_delay = float(m.group(1)) if m else 1.0   # FreeRADIUS's default
         (self.raddb / "radiusd.conf").write_text(conf)
         (self.raddb / "clients.conf").write_text(
             "client localhost {\n\tipaddr = 127.0.0.1\n\tsecret = %s\n"
@@ -387,6 +398,24 @@ class FreeRadius:
             authorize.write_text(users + "\n" + authorize.read_text())
         if bench_files is not None:
             self.add_files_site(bench_files)
+        self.give_to_user()
+
+    def give_to_user(self):
+        """The copy belongs to FreeRADIUS's user as /etc/freeradius does
+        (it reads its certificates and writes its log and run directories
+        after dropping root), and the test directories on the way are
+        searchable, so that only nac.socket_group decides whether it reaches
+        custosd's query socket."""
+        pw = pwd.getpwnam(self.user)
+        for root, dirs, files in os.walk(self.dir):
+            for name in [root] + [os.path.join(root, n) for n in dirs + files]:
+                os.lchown(name, pw.pw_uid, pw.pw_gid)
+        d = self.dir.parent
+        while d != d.parent and d != Path(tempfile.gettempdir()):
+            st = os.stat(d)
+            if not st.st_mode & 0o001:
+                os.chmod(d, (st.st_mode & 0o7777) | 0o001)
+            d = d.parent
 
     def add_files_site(self, entries):
         """A second site answering MAB from the files module alone (benchmark)."""
@@ -429,6 +458,9 @@ post-auth {
                     self.proc.p.returncode, self.log.read_text(errors="replace")[-3000:]))
             return "Ready to process requests" in self.log.read_text(errors="replace")
         wait_until(ready, timeout, "FreeRADIUS to start", interval=0.1)
+        status = Path("/proc/%d/status" % self.proc.p.pid).read_text()
+        uid = int(re.search(r"(?m)^Uid:\s+\d+\s+(\d+)", status).group(1))
+        check(uid == pwd.getpwnam(self.user).pw_uid, "FreeRADIUS runs as uid %d, not as %s" % (uid, self.user))
         return self
 
     def radclient(self, attrs, port=None):
@@ -548,6 +580,172 @@ def test_radius_mab_profiles(ctx):
     check(srv.alive(), "custosd died")
 
 
+def mac_notation(mac, sep="", upper=False, group=2):
+    """mac ("02:c5:..") in a switch's notation: octets (group 2) or
+    groups of 4 hex digits (Cisco's aabb.ccdd.eeff) joined by sep."""
+    hexa = mac.replace(":", "").replace("-", "")
+    hexa = hexa.upper() if upper else hexa.lower()
+    return sep.join(hexa[i:i + group] for i in range(0, 12, group))
+
+
+# MAB as switches send it (MAC authentication bypass: the station's MAC is
+# the user name, nothing is authenticated). One row per switch family; the
+# rows cover Service-Type absent, Call-Check and another value, the MAC
+# notations in use, and User-Password the MAC, a shared password or absent.
+#  - Cisco IOS / IOS-XE: User-Name and User-Password = the MAC as 12
+#    lower-case hex digits (mab request format attribute 1, default),
+#    Service-Type = Call-Check, Calling-Station-Id in the IETF notation
+#    (radius-server attribute 31 mac format ietf upper-case).
+#  - ArubaOS (aaa authentication mac: "delimiter colon|dash|none", default
+#    none; "case upper|lower", default lower; user name and password are
+#    both the MAC), no Service-Type: Dell W-Series ArubaOS 6.4 User Guide,
+#    "MAC-based Authentication", https://www.manualshelf.com/manual/dell/
+#    w-3200/users-guide-english/page-280.html
+#  - HPE / Aruba switches (ArubaOS-Switch mac-based port-access with
+#    addr-format multi-dash, upper case; CHAP, "aaa authentication
+#    mac-based chap-radius" being the default: https://support.hpe.com/
+#    techhub/eginfolib/Aruba/16.07/5200-5366/
+#    GUID-75A9CC0B-87EB-4E67-8E8D-19C15CA67396.html) and Service-Type =
+#    Login-User.
+#  - Juniper EX (mac-radius with authentication-protocol pap: the MAC is
+#    user name and password), Service-Type = Framed-User, Calling-Station-Id
+#    lower case with dashes: https://www.juniper.net/documentation/us/en/
+#    software/junos/user-access/topics/topic-map/
+#    mac-radius-authentication-switching-devices.html. Juniper's default
+#    is EAP-MD5 with the MAC as identity and password ("the default
+#    authentication method for MAC RADIUS is EAP-MD5": Junos user-access
+#    guide, authentication-protocol-mac-radius): eapol_test plays that one.
+#  - Extreme EXOS netlogin mac-based: user name the MAC (12 digits, or
+#    hyphenated with "configure netlogin mac username format hyphenated",
+#    16.1+), password the one configured on the switch, else the MAC:
+#    https://documentation.extremenetworks.com/switchengine_32.2/
+#    GUID-B4BAA7E7-E457-4AB2-A9A9-6F5157885497.shtml and the ExtremeWare XOS
+#    11.3 Concepts Guide, "MAC-Based Authentication".
+#  - a generic switch: User-Name the MAC with colons, no password, no
+#    Service-Type; and one that sends no Calling-Station-Id at all.
+MAB_VENDORS = [
+    ("Cisco IOS", lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "%s"' % mac_notation(m),
+                             "Service-Type = Call-Check", 'Calling-Station-Id = "%s"' % mac_notation(m, "-", True),
+                             "NAS-Port-Type = Ethernet", 'NAS-Port-Id = "GigabitEthernet1/0/7"']),
+    ("ArubaOS", lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "%s"' % mac_notation(m),
+                           'Calling-Station-Id = "%s"' % mac_notation(m), "NAS-Port-Type = Wireless-802.11"]),
+    ("HPE ArubaOS-Switch", lambda m: ['User-Name = "%s"' % mac_notation(m, "-", True),
+                                      'CHAP-Password = "%s"' % mac_notation(m, "-", True),
+                                      "Service-Type = Login-User",
+                                      'Calling-Station-Id = "%s"' % mac_notation(m, "-", True),
+                                      "NAS-Port-Type = Ethernet"]),
+    ("Juniper EX", lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "%s"' % mac_notation(m),
+                              "Service-Type = Framed-User", 'Calling-Station-Id = "%s"' % mac_notation(m, "-"),
+                              "NAS-Port-Type = Ethernet", 'NAS-Port-Id = "ge-0/0/7.0"']),
+    ("Extreme EXOS", lambda m: ['User-Name = "%s"' % mac_notation(m, "-", True),
+                                'User-Password = "netlogin-mac-password"',
+                                'Calling-Station-Id = "%s"' % mac_notation(m, "-", True),
+                                "NAS-Port-Type = Ethernet"]),
+    ("generic", lambda m: ['User-Name = "%s"' % mac_notation(m, ":"),
+                           'Calling-Station-Id = "%s"' % mac_notation(m, ":", True)]),
+    ("generic without Calling-Station-Id", lambda m: ['User-Name = "%s"' % mac_notation(m, ":")]),
+]
+
+
+def eap_md5_mab(ctx, fr, mac, session):
+    """MAB inside EAP-MD5 as a Juniper EX sends it by default: the MAC (12
+    lower-case hex digits) as EAP identity and password, Calling-Station-Id
+    from -M. Returns (the final answer's type, its attributes by name,
+    the last EAP code, eapol_test's exit status, its output)."""
+    eapol = shutil.which("eapol_test")
+    check(eapol is not None, "eapol_test not found (make deps installs eapoltest)")
+    ident = mac_notation(mac)
+    conf = ctx.dir / ("eapol-md5-%s.conf" % session)
+    conf.write_text('network={\n\tkey_mgmt=IEEE8021X\n\teapol_flags=0\n\teap=MD5\n'
+                    '\tidentity="%s"\n\tpassword="%s"\n}\n' % (ident, ident))
+    rc, out, err = ctx.run([eapol, "-c", conf, "-a", "127.0.0.1", "-p", str(fr.port), "-s", SECRET,
+                            "-M", mac, "-N", "4:x:7f000001", "-N", "32:s:switch1", "-N", "5:d:7",
+                            "-N", "44:s:%s" % session, "-n", "-t", "10", "-r", "0"],
+                           timeout=60, expect_rc=None)
+    text = out + err
+    # the last RADIUS answer: its code and attributes (name -> value bytes)
+    msgs = re.findall(r"RADIUS message: code=(\d+) \((Access-\w+)\)[^\n]*\n((?:   .*\n)*)", text)
+    if not msgs:
+        raise TestFailure("eapol_test (EAP-MD5) got no answer (exit %d): %s" % (rc, text[-1500:]))
+    attrs = {}
+    for name, value in re.findall(r"Attribute \d+ \(([\w-]+)\) length=\d+\n\s+Value: ([0-9a-f]*)", msgs[-1][2]):
+        attrs[name] = bytes.fromhex(value)
+    eap = re.findall(r"decapsulated EAP packet \(code=(\d+)", text)
+    return msgs[-1][1], attrs, eap[-1] if eap else None, rc, text
+
+
+def test_radius_mab_vendors(ctx):
+    """MAB as Cisco, Aruba, HPE, Juniper, Extreme and generic switches send
+    it (with and without Service-Type, the MAC in their notations, with the
+    MAC, another or no password): a healthy known MAC gets its VLAN, an
+    unknown MAC the Unknown profile, an infected one Access-Reject, for each.
+    A request whose User-Name is a MAC other than its Calling-Station-Id is
+    no MAB. FreeRADIUS runs as freerad and reaches the query socket through
+    nac.socket_group."""
+    have_prerequisites()
+    net = Net(ctx, 2)
+    srv = nac_server(ctx, net=net, sync_interval=None).start()
+    st = os.stat(srv.nac_socket)
+    check(st.st_mode & 0o777 == 0o660 and grp.getgrgid(st.st_gid).gr_name == "freerad",
+          "query socket is mode %o group %s, expected 0660 freerad (nac.socket_group)" % (
+              st.st_mode & 0o777, grp.getgrgid(st.st_gid).gr_name))
+    token = srv.token_create("nac", max_uses=0)
+    healthy, infected = net.hosts
+    agents = {"Healthy": NsAgent(ctx, srv, "mab-healthy", healthy, net, keep=False, db_age_days=0, rtp=True),
+              "Infected": NsAgent(ctx, srv, "mab-infected", infected, net, keep=False, db_age_days=0, rtp=True)}
+    for a in agents.values():
+        a.enroll(token)
+    agents["Infected"].event("EICAR found", severity="critical", kind="threat_found")
+    for a in agents.values():
+        a.start()
+    for tok, a in agents.items():
+        wait_token(srv, a.host["mac"], tok)
+    fr = FreeRadius(ctx, srv.nac_socket).start()
+    check(fr.user == "freerad", "FreeRADIUS's radiusd.conf runs it as %s, not freerad" % fr.user)
+    base = ["NAS-IP-Address = 127.0.0.1", 'NAS-Identifier = "switch1"', "NAS-Port = 7"]
+    failures = []
+    for i, (vendor, attrs) in enumerate(MAB_VENDORS):
+        for who, mac, want in (("healthy", healthy["mac"], "Healthy"),
+                               ("unknown", "02:00:5e:00:53:%02x" % (0x40 + i), "Unknown"),
+                               ("infected", infected["mac"], "Infected")):
+            code, lines = fr.radclient(attrs(mac) + base + ['Acct-Session-Id = "%s-%d-%s"' % (
+                vendor.split()[0].lower(), i, who)])
+            if want == "Infected":
+                ok = code == "Access-Reject"
+            else:
+                ok = code == "Access-Accept" and sorted(lines) == sorted(EXPECT[want])
+            if not ok:
+                failures.append("%s, %s MAC: %s %s, expected %s" % (
+                    vendor, who, code, lines, "Access-Reject" if want == "Infected" else EXPECT[want]))
+    # Juniper's default: MAB inside EAP-MD5
+    for who, mac, want, vlan in (("healthy", healthy["mac"], "Healthy", b"100"),
+                                 ("unknown", "02:00:5e:00:53:60", "Unknown", b"999"),
+                                 ("infected", infected["mac"], "Infected", None)):
+        code, attrs, eap, rc, out = eap_md5_mab(ctx, fr, mac, "juniper-md5-" + who)
+        (ctx.dir / ("eapol-md5-%s.out" % who)).write_text(out)
+        if want == "Infected":
+            ok = code == "Access-Reject" and eap == "4" and rc != 0   # EAP-Failure, not Success
+        else:
+            ok = (code == "Access-Accept" and eap == "3" and rc == 0 and
+                  attrs.get("Tunnel-Private-Group-Id") == vlan and "Reply-Message" not in attrs)
+        if not ok:
+            failures.append("Juniper EX (EAP-MD5), %s MAC: %s, EAP code %s, eapol_test exit %d, attributes %r; "
+                            "expected %s" % (who, code, eap, rc, attrs, "Access-Reject with EAP-Failure"
+                                             if vlan is None else "Access-Accept with VLAN %s" % vlan.decode()))
+    check(not failures, "MAB not handled as switches send it:\n  " + "\n  ".join(failures))
+    # not MAB: a MAC as User-Name for another station (nothing vouches for
+    # it), and a plain user with a wrong password
+    code, lines = fr.radclient(['User-Name = "%s"' % mac_notation(healthy["mac"]),
+                                'User-Password = "%s"' % mac_notation(healthy["mac"]),
+                                'Calling-Station-Id = "%s"' % mac_notation("02:00:5e:00:53:77", "-", True)] + base)
+    check(code == "Access-Reject", "User-Name of a healthy MAC from another station was accepted: %s %s" % (
+        code, lines))
+    code, lines = fr.radclient(['User-Name = "alice"', 'User-Password = "not-her-password"',
+                                'Calling-Station-Id = "02-00-5E-00-53-78"'] + base)
+    check(code == "Access-Reject", "a user with a wrong password was accepted: %s %s" % (code, lines))
+    check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died")
+
+
 def test_radius_daemon_down_fallback(ctx):
     """custosd stopped or hung: the module answers within its timeout and the
     site's fallback applies (fail-open: the Unknown VLAN; fail-closed:
@@ -576,7 +774,10 @@ def test_radius_daemon_down_fallback(ctx):
             worst, MODULE_TIMEOUT))
         code, attrs, took = client_closed.request(mab_attrs(mac, session="hung-closed"))
         check(code == 3, "custosd hung, fail-closed: expected Access-Reject, got %d" % code)
-        check(took < MODULE_TIMEOUT + 0.4, "fail-closed answer took %.3fs" % took)
+        # an Access-Reject leaves only after FreeRADIUS's reject_delay
+        check(took < closed.reject_delay + MODULE_TIMEOUT + 0.6,
+              "fail-closed answer took %.3fs (module timeout %.1fs + reject_delay %gs)" % (
+                  took, MODULE_TIMEOUT, closed.reject_delay))
     finally:
         os.kill(os_pid, 18)  # SIGCONT
 
@@ -720,6 +921,104 @@ def test_radius_threat_coa(ctx):
         time.sleep(1.5)
         check(len(nas.requests) == 1, "the ACKed CoA was sent %d times" % len(nas.requests))
         check(took < 15, "the CoA came %.1fs after the threat" % took)
+    finally:
+        nas.close()
+
+
+# a group whose thresholds make a host with 1.5-day-old databases Critical
+# (elsewhere it is OK), and a relocation rule that places strict-* there
+STRICT_CONF = """groups = ( { path = "Strict"; } );
+relocation = ( { name = "strict-hosts"; group = "Strict"; hostname = "strict-*"; } );
+thresholds = ( { group = "Strict"; db_warning_days = 1; db_critical_days = 1; } );
+"""
+
+
+def wait_profile(fr, mac, token, session, timeout, what):
+    """Polls MAB (as a Cisco switch) until FreeRADIUS answers with token's
+    profile; returns the seconds it took."""
+    t0 = time.monotonic()
+
+    def probe():
+        code, attrs = mab(fr, mac, session)
+        return code == "Access-Accept" and sorted(attrs) == sorted(EXPECT[token])
+    wait_until(probe, timeout, what, interval=0.2)
+    return time.monotonic() - t0
+
+
+def test_radius_move_token(ctx):
+    """A host moved through the API (custosctl move) into a group whose
+    thresholds make it Critical gets its new token at once: the switch's
+    next MAB gets the Checkup profile (NAC's default conditions: Healthy
+    only while not Critical) and the NAS that admitted it a CoA; moved back,
+    MAB gets the Healthy profile again. A host placed by a relocation rule
+    on its first sync has the token of its new group at once. Product sync
+    defaults (900 s): nothing but the move tells custosd."""
+    have_prerequisites()
+    nas = TestNas()
+    try:
+        net = Net(ctx, 2)
+        srv = nac_server(ctx, net=net, nas_port=nas.port, sync_interval=None)
+        (srv.declare_dir / "10-strict.conf").write_text(STRICT_CONF)
+        srv.start()
+        token = srv.token_create("nac", max_uses=0)
+        mover = NsAgent(ctx, srv, "mab-mover", net.hosts[0], net, keep=False, db_age_days=1.5, rtp=True)
+        mover.enroll(token)
+        mover.start()
+        wait_token(srv, mover.host["mac"], "Healthy")
+        fr = FreeRadius(ctx, srv.nac_socket).start()
+        check_profile(fr, mover.host["mac"], "Healthy", session="mover-1")
+        check(not nas.requests, "a CoA before anything changed: %r" % nas.requests)
+
+        # into the strict group: Critical, so Checkup
+        t0 = time.monotonic()
+        srv.ctl("move", mover.name, "Strict")
+        took = wait_profile(fr, mover.host["mac"], "Checkup", "mover-2", 8,
+                            "the Checkup profile at the switch after custosctl move")
+        check(srv.hosts_by_name()[mover.name]["status"].lower() == "critical",
+              "%s is not Critical in Strict: %r" % (mover.name, srv.hosts_by_name()[mover.name]))
+        req = wait_until(lambda: nas.requests[0] if nas.requests else None, 8,
+                         "a CoA-Request at the test NAS after the move")
+        coa_took = req["time"] - t0
+        check(not nas.problems, "test NAS: %s" % nas.problems)
+        check(req["auth_ok"] and req["ma_ok"], "CoA-Request badly signed")
+        check(req.get("Acct-Session-Id") == "mover-1", "CoA for session %r, expected mover-1" % (
+            req.get("Acct-Session-Id"),))
+        print("move: MAB profile after %.2fs, CoA after %.2fs" % (took, coa_took))
+
+        # and back to Unassigned: Healthy again
+        srv.ctl("move", mover.name, "")
+        took = wait_profile(fr, mover.host["mac"], "Healthy", "mover-3", 8,
+                            "the Healthy profile at the switch after moving back")
+        print("move back: MAB profile after %.2fs" % took)
+
+        # placed by a relocation rule on its first sync: Checkup at once
+        placed = NsAgent(ctx, srv, "strict-1", net.hosts[1], net, keep=False, db_age_days=1.5, rtp=True)
+        placed.enroll(token)
+        placed.start()
+        wait_until(lambda: srv.log_count("host %s placed in group Strict by a relocation rule" % placed.name),
+                   30, "the relocation rule to place strict-1 at its first sync")
+        took = wait_profile(fr, placed.host["mac"], "Checkup", "placed-1", 8,
+                            "the Checkup profile for a host placed in Strict on its first sync")
+        print("relocation: MAB profile %.2fs after the first sync" % took)
+        # not by luck of a second sync: the first one already gave the
+        # token and the status of the new group
+        changes = re.findall(r"nac: host %s: (\w+) -> (\w+)" % re.escape(placed.name), srv.log_text())
+        check(changes[:1] == [("Transition", "Checkup")],
+              "strict-1's tokens went %r: the first sync did not give it Strict's token" % changes)
+        first = re.search(r"synced with the server \(status (\w+)\)", placed.log.read_text())
+        check(first is not None and first.group(1) == "Critical",
+              "strict-1's first sync reported status %s, not Strict's Critical" % (first and first.group(1)))
+
+        # Strict's thresholds relaxed by a reload of the declaration: both
+        # hosts in Strict are OK again, and Healthy at once
+        (srv.declare_dir / "10-strict.conf").write_text(
+            STRICT_CONF.replace("db_warning_days = 1; db_critical_days = 1;",
+                                "db_warning_days = 5; db_critical_days = 10;"))
+        srv.ctl("reload")
+        took = wait_profile(fr, placed.host["mac"], "Healthy", "placed-2", 8,
+                            "the Healthy profile after Strict's thresholds were relaxed")
+        print("thresholds reloaded: MAB profile after %.2fs" % took)
+        check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died")
     finally:
         nas.close()
 
