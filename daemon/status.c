@@ -124,15 +124,18 @@ status_reason_text(enum status_reason r, const struct status_input *in, int64_t 
 		str_fmt(buf, len, "%lld unresolved threat(s)", (long long)in->threats);
 		break;
 	case REASON_DB_OUTDATED:
-		if (in->db_time > 0)
-			str_fmt(buf, len, "anti-virus databases are %lld days old",
-			    (long long)((now - in->db_time) / DAY));
-		else
+		if (in->db_time > 0) {
+			long long d = (long long)((now - in->db_time) / DAY);
+			str_fmt(buf, len, "anti-virus databases are %lld day%s old", d, d == 1 ? "" : "s");
+		} else
 			str_fmt(buf, len, "anti-virus databases are missing");
 		break;
 	case REASON_NOT_CONNECTED:
-		str_fmt(buf, len, "not connected for %lld days", (long long)((now - in->last_seen) / DAY));
+	{
+		long long d = (long long)((now - in->last_seen) / DAY);
+		str_fmt(buf, len, "not connected for %lld day%s", d, d == 1 ? "" : "s");
 		break;
+	}
 	case REASON_REBOOT: str_fmt(buf, len, "reboot required"); break;
 	case REASON_NO_POSTURE: str_fmt(buf, len, "enrolled but has not reported its posture yet"); break;
 	}

@@ -410,6 +410,22 @@ test_reasons_json(void **state)
 	    "no anti-virus installed");
 	json_decref(arr);
 
+	/* one day: singular */
+	struct status_thresholds one = t;
+	one.db_warning_days = 1;
+	one.not_connected_warning_days = 1;
+	in = healthy();
+	in.db_time = NOW - DAY - 10;
+	in.last_seen = NOW - DAY - 10;
+	r = status_evaluate(&in, &one, NOW);
+	arr = status_reasons_json(&r, &in, NOW);
+	assert_int_equal(json_array_size(arr), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 0), "text")),
+	    "anti-virus databases are 1 day old");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 1), "text")),
+	    "not connected for 1 day");
+	json_decref(arr);
+
 	/* OK: empty array */
 	in = healthy();
 	r = status_evaluate(&in, &t, NOW);
