@@ -290,9 +290,9 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	uint32_t r = 0;
 	random_bytes(&r, sizeof(r));
 	long long next = interval + (jitter > 0 ? (long long)(r % (uint32_t)jitter) : 0);
-	json_t *reply = json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "sync_ok", "next_sync",
+	json_t *reply = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I}", "type", "sync_ok", "next_sync",
 	    (json_int_t)next, "server_time", (json_int_t)now, "name", h->name,
-	    "status", status_name(h->st.status));
+	    "status", status_name(h->st.status), "max_frame", (json_int_t)c->lis->max_frame);
 	mgmt_on_sync(srv->mgmt, h, msg, reply);
 	conn_send(c, reply);
 }
@@ -300,7 +300,22 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 struct events_ctx {
 	struct conn *c;
 	json_t *ids;
+	bool posture_changed;     /* the batch reports a change of a posture fact */
 };
+
+/* Event kinds that say a fact of the host's posture changed: once they are
+ * committed the agent is asked for its posture at once, so that status,
+ * NAC token and CoA follow within seconds, not at the next regular sync. */
+static bool
+kind_changes_posture(const char *kind)
+{
+	static const char *const kinds[] = { "threat_found", "threats_cleared", "rtp_stopped",
+		"rtp_started", "databases_updated" };
+	for (size_t i = 0; kind && i < ARRAY_LEN(kinds); i++)
+		if (strcmp(kind, kinds[i]) == 0)
+			return true;
+	return false;
+}
 
 static void
 events_done(void *arg, int rc, const char *err)
@@ -309,6 +324,12 @@ events_done(void *arg, int rc, const char *err)
 	struct server *srv = e->c->lis->srv;
 	if (rc == 0) {
 		srv->stats.events_acked += json_array_size(e->ids);
+		/* sync_now before the ack: an agent without a kept connection
+		 * closes it once nothing it sent is waiting for an answer */
+		if (e->posture_changed) {
+			log_debug("agent", "%s: a posture fact changed; asking for a sync", e->c->peer);
+			conn_send(e->c, json_pack("{s:s}", "type", "sync_now"));
+		}
 		conn_send(e->c, json_pack("{s:s, s:O}", "type", "ack", "ids", e->ids));
 	} else {
 		log_debug("agent", "%s: %zu event(s) not stored: %s", e->c->peer, json_array_size(e->ids), err);
@@ -395,8 +416,11 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 		json_decref(ids);
 		return;
 	}
-	json_array_foreach(events, i, ev)
+	json_array_foreach(events, i, ev) {
 		json_array_append(ids, json_object_get(ev, "id"));
+		if (kind_changes_posture(json_string_value(json_object_get(ev, "kind"))))
+			e->posture_changed = true;
+	}
 	e->c = c;
 	e->ids = ids;
 	c->refs++;
