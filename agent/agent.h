@@ -43,6 +43,7 @@ struct agent {
 	bool want_sync;           /* a sync is due on the next connection */
 	bool sync_inflight;
 	json_t *inflight;         /* event ids sent, waiting for ack/nack */
+	size_t server_max_frame;  /* the server's listen.max_frame (sync_ok), 0 unknown */
 	int backoff_ms;
 	int64_t sync_interval;
 	int64_t last_report;      /* last immediate sync reporting an applied policy */

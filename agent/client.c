@@ -29,6 +29,7 @@
 #include "util.h"
 
 #define EVENTS_PER_MESSAGE 100
+#define ENVELOPE_MAX 256	/* {"type":"events","events":[...]} around a batch */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
 
@@ -40,18 +41,32 @@ keep_connection(const struct agent *a)
 	return policy_apply_keep_connection(a);
 }
 
-static void
+/* The largest message both sides accept: agent.max_frame, or less when the
+ * server said in sync_ok that its listen.max_frame is smaller. */
+static size_t
+agent_max_frame(const struct agent *a)
+{
+	size_t mine = (size_t)conf_int(a->cfg, "agent.max_frame");
+	return a->server_max_frame > 0 && a->server_max_frame < mine ? a->server_max_frame : mine;
+}
+
+/* 0 when the message is on its way; -1 when it was not sent (the caller
+ * must not wait for an answer). */
+static int
 agent_send(struct agent *a, json_t *msg)
 {
 	char err[256];
-	if (a->bev == NULL || !a->connected) {
-		json_decref(msg);
-		return;
-	}
-	if (frame_encode(bufferevent_get_output(a->bev), msg, (size_t)conf_int(a->cfg, "agent.max_frame"),
-	    err, sizeof(err)) < 0)
+	int rc = -1;
+	if (msg == NULL)
+		log_warnx("client", "message not sent: out of memory");
+	else if (a->bev == NULL || !a->connected)
+		;
+	else if (frame_encode(bufferevent_get_output(a->bev), msg, agent_max_frame(a), err, sizeof(err)) < 0)
 		log_warnx("client", "message not sent: %s", err);
+	else
+		rc = 0;
 	json_decref(msg);
+	return rc;
 }
 
 static void
@@ -153,11 +168,13 @@ agent_send_sync(struct agent *a)
 	json_t *posture = posture_collect(&a->pc);
 	a->want_sync = false;
 	a->sync_inflight = true;
-	agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I, s:o, s:s, s:o}", "type", "sync", "posture",
-	    posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
+	if (agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I, s:I, s:o, s:s, s:o}", "type", "sync",
+	    "posture", posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
 	    "agent_version", AGENT_VERSION, "queue_dropped", (json_int_t)evq_dropped(a->q),
+	    "queue_oversized", (json_int_t)evq_oversized(a->q),
 	    "wake_dropped", (json_int_t)a->wake_dropped, "policy", policy_apply_report(a),
-	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a)));
+	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a))) < 0)
+		a->sync_inflight = false; /* logged; the sync timer tries again */
 }
 
 /* sync_ok carries the policy document and the task list when they changed. */
@@ -178,19 +195,30 @@ agent_send_events(struct agent *a)
 {
 	if (!a->connected || a->inflight)
 		return;
-	json_t *events = evq_peek(a->q, EVENTS_PER_MESSAGE);
+	/* the first sync_ok says how large a message the server takes */
+	if (a->server_max_frame == 0 && a->sync_inflight)
+		return;
+	/* a batch fills one message at most; an event larger than that is
+	 * set aside by the queue and reported instead */
+	size_t max = agent_max_frame(a);
+	json_t *events = evq_peek_batch(a->q, EVENTS_PER_MESSAGE, max > ENVELOPE_MAX ? max - ENVELOPE_MAX : 1);
 	if (events == NULL || json_array_size(events) == 0) {
 		json_decref(events);
 		return;
 	}
 	json_t *ids = json_array();
-	size_t i;
+	size_t i, n = json_array_size(events);
 	json_t *ev;
 	json_array_foreach(events, i, ev)
 		json_array_append(ids, json_object_get(ev, "id"));
+	log_debug("client", "sending %zu event(s)", n);
+	if (agent_send(a, json_pack("{s:s, s:o}", "type", "events", "events", events)) < 0) {
+		/* nothing is in flight: the events stay queued for a later try */
+		json_decref(ids);
+		schedule(a->retry_timer, BACKOFF_MAX_MS);
+		return;
+	}
 	a->inflight = ids;
-	log_debug("client", "sending %zu event(s)", json_array_size(events));
-	agent_send(a, json_pack("{s:s, s:o}", "type", "events", "events", events));
 }
 
 static void
@@ -220,7 +248,10 @@ handle_message(struct agent *a, json_t *msg)
 		return;
 	if (strcmp(type, "sync_ok") == 0) {
 		json_int_t next = json_integer_value(json_object_get(msg, "next_sync"));
+		json_int_t frame = json_integer_value(json_object_get(msg, "max_frame"));
 		a->sync_inflight = false;
+		if (frame >= 1024)
+			a->server_max_frame = (size_t)frame;
 		a->syncs_ok++;
 		a->backoff_ms = BACKOFF_MIN_MS;
 		if (next > 0)
@@ -244,6 +275,7 @@ handle_message(struct agent *a, json_t *msg)
 		if (name && strcmp(name, a->name) != 0)
 			str_copy(a->name, name, sizeof(a->name));
 		schedule(a->sync_timer, a->sync_interval * 1000);
+		agent_send_events(a);
 		/* tell the server at once which policy version now applies: a
 		 * new document 1 s after the last such report at the earliest,
 		 * the same one sent again after 10 s (so it cannot loop). A

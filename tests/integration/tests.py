@@ -722,3 +722,93 @@ def test_config_check(ctx):
             check(needle in both, "custosd -t does not name %r for the %s error: %r" % (needle, what, both))
     rc, out, err = ctx.run([custosd, "-t", "-c", ctx.dir / "missing.conf"], expect_rc=None)
     check(rc == 1 and "missing.conf" in out + err, "custosd -t on a missing file: exit %d, %r" % (rc, out + err))
+
+
+# large events --------------------------------------------------------------
+
+def _queue_events(ctx, agent, n, size, kind="bulk"):
+    """n events of kind with about size bytes in "data"; their ids."""
+    ids = []
+    for i in range(n):
+        _, out, _ = ctx.run(agent.argv("event", "--severity", "info", "--kind", kind, "--message",
+                                       "%s %d" % (kind, i), "--data", json.dumps({"blob": "x" * size})),
+                            timeout=30)
+        ids.append(out.strip())
+    return ids
+
+
+def test_large_events_batched(ctx):
+    """30 events of 60 KB (1.8 MB, more than one 1 MiB message) queued, then
+    a threat, at the product defaults: the agent sends them in batches that
+    fit a message, all 31 are stored once within a bounded time, the spool
+    drains and the threat reaches the host's status."""
+    srv = ctx.server(sync_interval=None).start()
+    a = ctx.agent(srv, "bulky", keep=False, db_age_days=0, rtp=True)
+    a.enroll(srv.token_create("fleet"))
+    ids = _queue_events(ctx, a, 30, 60000)
+    ids.append(a.event("EICAR-Test-File found in /tmp/z", severity="critical", kind="threat_found"))
+    check(a.queued() == 31, "expected 31 queued events, the queue holds %d" % a.queued())
+    t0 = time.monotonic()
+    a.start()
+    wait_until(lambda: db_event_ids(srv, a.uid)[1] == 31 or None, 60, "all 31 events stored")
+    took = time.monotonic() - t0
+    n, distinct, stored = db_event_ids(srv, a.uid)
+    check(stored == set(ids) and n == 31, "stored %d rows, %d distinct, missing %r" % (
+        n, distinct, set(ids) - stored))
+    rows = srv.sql("SELECT LENGTH(e.data) FROM events e JOIN hosts h ON h.id = e.host_id "
+                   "WHERE h.uid = '%s' AND e.kind = 'bulk'" % a.uid)
+    check(len(rows) == 30 and all(int(r[0]) > 60000 for r in rows), "bulk event data cut: %r" % rows[:3])
+    wait_until(lambda: a.queued() == 0 or None, 20, "the agent's spool to drain")
+    h = wait_until(lambda: srv.hosts_by_name().get("bulky") if any(
+        r["reason"] == "threats_unresolved" for r in srv.hosts_by_name().get("bulky", {}).get("reasons", []))
+        else None, 10, "the threat behind the large events to reach the status")
+    check(h["status"] == "Critical", "host status %s after the threat" % h["status"])
+    check(a.log_count("message not sent") == 0, "the agent could not send a message")
+    check(a.log_count("did not answer in time") == 0 and srv.log_count("closing:") == 0,
+          "a connection was broken on the way")
+    print("    31 events (1.8 MB) stored in %.1f s" % took)
+    check(took < 30, "31 events took %.1f s" % took)
+
+
+def test_event_larger_than_frame(ctx):
+    """The server's listen.max_frame (128 KiB) is smaller than the agent's
+    (1 MiB): the agent learns it from sync_ok and batches to it. An agent
+    whose agent.max_frame (32 KiB) is smaller than one of its events sets
+    that event aside in spool/rejected/, reports it as event_too_large, and
+    the events around it are stored."""
+    srv = ctx.server(sync_interval=None)
+    text = srv.conf.read_text()
+    old = "  handshake_timeout = 10;\n"
+    check(old in text, "harness config layout changed: no %r" % old)
+    srv.conf.write_text(text.replace(old, old + "  max_frame = 131072;\n"))
+    srv.start()
+    token = srv.token_create("fleet")
+    a = ctx.agent(srv, "learns", keep=False, db_age_days=0, rtp=True)
+    b = ctx.agent(srv, "small-frame", keep=False, db_age_days=0, rtp=True, extra=["agent.max_frame=32768"])
+    a.enroll(token)
+    b.enroll(token)
+    ids_a = _queue_events(ctx, a, 6, 50000)
+    before = b.event("before the big one")
+    big = _queue_events(ctx, b, 1, 60000)[0]
+    after = b.event("after the big one")
+    a.start()
+    b.start()
+    wait_until(lambda: db_event_ids(srv, a.uid)[2] == set(ids_a) or None, 30,
+               "the 6 events of 50 KB stored through 128 KiB messages")
+    check(srv.log_count("outside 1..131072") == 0, "the agent sent a message larger than the server takes")
+
+    def b_done():
+        _, _, s = db_event_ids(srv, b.uid)
+        return s if {before, after} <= s and len(s) == 3 else None
+    stored = wait_until(b_done, 30, "the small events and the report of the big one stored")
+    check(big not in stored, "the oversized event was stored")
+    rows = srv.sql("SELECT e.kind, e.severity, e.data FROM events e JOIN hosts h ON h.id = e.host_id "
+                   "WHERE h.uid = '%s' AND e.kind = 'event_too_large'" % b.uid)
+    check(len(rows) == 1, "expected one event_too_large, got %r" % rows)
+    data = json.loads(rows[0][2])
+    check(data.get("id") == big and data.get("kind") == "bulk" and data.get("size", 0) > 60000
+          and data.get("limit", 0) < 32768, "event_too_large data: %r" % data)
+    rejected = list((b.state / "spool" / "rejected").glob("*%s.json" % big))
+    check(len(rejected) == 1, "the big event is not kept in spool/rejected: %r" % rejected)
+    check(b.log_count("more than the") == 1, "the agent did not log the oversized event once")
+    wait_until(lambda: b.queued() == 0 and a.queued() == 0 or None, 20, "the spools to drain")
