@@ -23,6 +23,7 @@
 #include "evqueue.h"
 #include "frame.h"
 #include "log.h"
+#include "plugins.h"
 #include "policy_apply.h"
 #include "tasks.h"
 #include "tls.h"
@@ -483,6 +484,55 @@ on_retry_timer(evutil_socket_t fd, short what, void *arg)
 		agent_connect(a);
 }
 
+/* Queues one event of a posture change; the server asks for the posture
+ * once it has stored it. */
+static void
+queue_change(struct agent *a, const char *severity, const char *kind, const char *message, json_t *data)
+{
+	char err[256];
+	json_t *ev = evq_make_event(severity, kind, message, data);
+	if (ev == NULL || evq_enqueue(a->q, ev, err, sizeof(err)) < 0)
+		log_warnx("posture", "%s: event not queued: %s", message, ev ? err : "out of memory");
+	else
+		log_info("posture", "%s", message);
+	json_decref(ev);
+	json_decref(data);
+}
+
+void
+agent_check_posture(struct agent *a)
+{
+	char msg[160];
+	if (!a->pc.clamav_enabled)
+		return;
+	bool rtp = clamav_onacc_running(a->pc.clamonacc_pidfile, "/proc");
+	int64_t db = clamav_db_version(plugin_path(a->pc.clamav_db_dir, "/var/lib/clamav"));
+	if (a->check_known && rtp != a->check_rtp)
+		queue_change(a, rtp ? "info" : "warning", rtp ? "rtp_started" : "rtp_stopped",
+		    rtp ? "real-time protection (clamonacc) started" :
+		    "real-time protection (clamonacc) stopped", NULL);
+	if (a->check_known && db != a->check_db) {
+		str_fmt(msg, sizeof(msg), "anti-virus databases changed from version %lld to %lld",
+		    (long long)a->check_db, (long long)db);
+		queue_change(a, "info", "databases_updated", msg, json_pack("{s:I, s:I}", "previous",
+		    (json_int_t)a->check_db, "version", (json_int_t)db));
+	}
+	a->check_known = true;
+	a->check_rtp = rtp;
+	a->check_db = db;
+	agent_flush_events(a);
+}
+
+static void
+on_check_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	(void)fd;
+	(void)what;
+	agent_check_posture(a);
+	schedule(a->check_timer, conf_int(a->cfg, "agent.posture_check_interval") * 1000);
+}
+
 static void
 on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
@@ -598,12 +648,18 @@ agent_start(struct agent *a, char *err, size_t errlen)
 	a->sync_timer = evtimer_new(a->base, on_sync_timer, a);
 	a->retry_timer = evtimer_new(a->base, on_retry_timer, a);
 	a->keepalive_timer = evtimer_new(a->base, on_keepalive, a);
-	if (!a->sync_timer || !a->retry_timer || !a->keepalive_timer) {
+	a->check_timer = evtimer_new(a->base, on_check_timer, a);
+	if (!a->sync_timer || !a->retry_timer || !a->keepalive_timer || !a->check_timer) {
 		str_fmt(err, errlen, "out of memory");
 		return -1;
 	}
 	if (spool_watch(a, err, errlen) < 0 || wake_listen(a, err, errlen) < 0)
 		return -1;
+	/* the first check is the baseline: the first sync reports the state */
+	if (conf_int(a->cfg, "agent.posture_check_interval") > 0) {
+		agent_check_posture(a);
+		schedule(a->check_timer, conf_int(a->cfg, "agent.posture_check_interval") * 1000);
+	}
 	agent_sync_now(a);
 	return 0;
 }
@@ -618,6 +674,8 @@ agent_stop(struct agent *a)
 		event_free(a->retry_timer);
 	if (a->keepalive_timer)
 		event_free(a->keepalive_timer);
+	if (a->check_timer)
+		event_free(a->check_timer);
 	if (a->spool_ev)
 		event_free(a->spool_ev);
 	if (a->wake_ev)

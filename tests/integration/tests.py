@@ -9,7 +9,7 @@ import ssl
 import struct
 import time
 
-from harness import TestFailure, binary, check, db_event_ids, wait_synced, wait_until
+from harness import TestFailure, binary, check, clamav_header, db_event_ids, wait_synced, wait_until
 
 
 def _onacc_running():
@@ -812,3 +812,54 @@ def test_event_larger_than_frame(ctx):
     check(len(rejected) == 1, "the big event is not kept in spool/rejected: %r" % rejected)
     check(b.log_count("more than the") == 1, "the agent did not log the oversized event once")
     wait_until(lambda: b.queued() == 0 and a.queued() == 0 or None, 20, "the spools to drain")
+
+
+def test_posture_changes_reported(ctx):
+    """At the product defaults (sync every 900 s, no kept connection): real-time
+    protection stopping and starting and new databases are noticed by the
+    running agent (agent.posture_check_interval, 10 s), reported as events
+    (rtp_stopped, rtp_started, databases_updated), and the host's status
+    follows within seconds of the change being noticed."""
+    import subprocess
+    srv = ctx.server(sync_interval=None).start()
+    a = ctx.agent(srv, "watched", keep=False, db_age_days=5, rtp=True)
+    a.enroll(srv.token_create("fleet"))
+    a.start()
+    h = wait_synced(srv, ["watched"])["watched"]
+    check(h["status"] == "Warning" and [r["reason"] for r in h["reasons"]] == ["databases_outdated"],
+          "before: %s %r" % (h["status"], h["reasons"]))
+    pidfile = a.state.parent / "clamonacc.pid"
+    check(pidfile.exists(), "the harness has no clamonacc pid file at %s" % pidfile)
+
+    def kinds():
+        rows = srv.sql("SELECT e.kind FROM events e JOIN hosts h ON h.id = e.host_id WHERE h.uid = '%s'" % a.uid)
+        return [r[0] for r in rows]
+
+    def reasons():
+        return [r["reason"] for r in srv.hosts_by_name()["watched"]["reasons"]]
+
+    # clamonacc stops: a pid file naming a process that is gone
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    t0 = time.monotonic()
+    pidfile.write_text("%d\n" % gone.pid)
+    wait_until(lambda: "rtp_off" in reasons() or None, 25, "rtp_off after clamonacc stopped")
+    took = time.monotonic() - t0
+    check("rtp_stopped" in kinds(), "no rtp_stopped event stored: %r" % kinds())
+    check(srv.hosts_by_name()["watched"]["status"] == "Critical", "rtp off is not Critical")
+    print("    clamonacc stopped -> rtp_off: %.1f s" % took)
+
+    pidfile.write_text("%d\n" % os.getpid())
+    wait_until(lambda: "rtp_off" not in reasons() or None, 25, "rtp_off gone after clamonacc started")
+    check("rtp_started" in kinds(), "no rtp_started event stored: %r" % kinds())
+
+    # freshclam brought new databases
+    t0 = time.monotonic()
+    (a.clamdb / "daily.cld").write_bytes(clamav_header(int(time.time()), version=27001))
+    wait_until(lambda: srv.hosts_by_name()["watched"]["status"] == "OK" or None, 25,
+               "status OK after the databases were updated")
+    print("    databases updated -> OK: %.1f s" % (time.monotonic() - t0))
+    check("databases_updated" in kinds(), "no databases_updated event stored: %r" % kinds())
+    av = srv.hosts_by_name()["watched"]["antivirus"][0]
+    check(av["db_version"] == 27001, "db_version after the update: %r" % av)
+    check(a.log_count("synced with the server") >= 4, "the agent did not sync after each change")
