@@ -236,6 +236,15 @@ handle_ack(struct agent *a, json_t *msg)
 	free(list);
 	a->events_acked += removed;
 	log_debug("client", "server committed %zu event(s)", removed);
+	/* events the server refused would be refused again: set them aside */
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(msg, "refused"), i, r) {
+		char why[512];
+		str_fmt(why, sizeof(why), "the server refused it (%s)",
+		    json_string_value(json_object_get(r, "reason")) ?: "no reason given");
+		evq_reject_id(a->q, json_string_value(json_object_get(r, "id")), why);
+	}
 	json_decref(a->inflight);
 	a->inflight = NULL;
 	agent_send_events(a);

@@ -740,34 +740,71 @@ evq_trim_rejected(const char *rdir)
 	free(r);
 }
 
+/* Moves name to "<dir>/rejected/" (created 0700). 0 or -1 (logged). */
+static int
+evq_move_rejected(struct evq *q, const char *name, char *rdir, size_t rdirlen)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+
+	if (evq_path(q, name, from, sizeof(from)) < 0 ||
+	    evq_path(q, "rejected", rdir, rdirlen) < 0 ||
+	    str_fmt(to, sizeof(to), "%s/%s", rdir, name) < 0)
+		return -1;
+	if (mkdir(rdir, 0700) < 0 && errno != EEXIST) {
+		log_warn("evqueue", "%s: cannot create; event %s left in place", rdir, name);
+		return -1;
+	}
+	if (rename(from, to) < 0) {
+		if (errno != ENOENT)
+			log_warn("evqueue", "%s: cannot move it to %s", from, rdir);
+		return -1;
+	}
+	if (evq_fsync_dir(q) < 0)
+		log_warn("evqueue", "%s: cannot fsync", q->dir);
+	return 0;
+}
+
+int
+evq_reject_id(struct evq *q, const char *id, const char *why)
+{
+	struct evq_name *names = NULL;
+	char rdir[PATH_MAX];
+	size_t n = 0;
+	int rc = -1;
+
+	if (id == NULL || !id_valid(id))
+		return -1;
+	if (evq_scan(q, &names, &n, false) < 0) {
+		log_warn("evqueue", "%s: cannot list", q->dir);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!name_has_id(names[i].s, id))
+			continue;
+		if ((rc = evq_move_rejected(q, names[i].s, rdir, sizeof(rdir))) == 0) {
+			log_warnx("evqueue", "event %s: %s; moved to %s", id, why, rdir);
+			evq_trim_rejected(rdir);
+		}
+		break;
+	}
+	free(names);
+	return rc;
+}
+
 /* An event too large for any message: moved to "<dir>/rejected/", counted,
  * and replaced by a small event that says so. */
 static void
 evq_reject(struct evq *q, const char *name, const json_t *ev, size_t size, size_t limit)
 {
-	char from[PATH_MAX], rdir[PATH_MAX], to[PATH_MAX], msg[512], err[256];
+	char rdir[PATH_MAX], to[PATH_MAX], msg[512], err[256];
 	const char *id = json_string_value(json_object_get(ev, "id"));
 	const char *kind = json_string_value(json_object_get(ev, "kind"));
 	uint64_t total = 0;
 	int fd;
 
-	if (evq_path(q, name, from, sizeof(from)) < 0 ||
-	    evq_path(q, "rejected", rdir, sizeof(rdir)) < 0 ||
+	if (evq_move_rejected(q, name, rdir, sizeof(rdir)) < 0 ||
 	    str_fmt(to, sizeof(to), "%s/%s", rdir, name) < 0)
 		return;
-	if (mkdir(rdir, 0700) < 0 && errno != EEXIST) {
-		log_warn("evqueue", "%s: cannot create; event %s (%zu bytes, more than "
-		    "the %zu a message may carry) left in place", rdir, id, size, limit);
-		return;
-	}
-	if (rename(from, to) < 0) {
-		if (errno != ENOENT)
-			log_warn("evqueue", "%s: too large to send (%zu bytes, limit %zu), "
-			    "cannot move it to %s", from, size, limit, rdir);
-		return;
-	}
-	if (evq_fsync_dir(q) < 0)
-		log_warn("evqueue", "%s: cannot fsync", q->dir);
 	if ((fd = evq_lock(q)) >= 0) {
 		total = counter_add(q, "oversized", 1);
 		evq_unlock(q, fd);

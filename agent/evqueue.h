@@ -48,6 +48,11 @@ json_t *evq_peek(struct evq *q, size_t max);
 json_t *evq_peek_batch(struct evq *q, size_t max, size_t max_bytes);
 #define EVQ_REJECTED_KEEP 100
 
+/* Moves the queued event with this id to "<dir>/rejected/" and logs why
+ * (the server refused it and would refuse it again). 0, or -1 when no
+ * such event is queued or it cannot be moved (logged). */
+int evq_reject_id(struct evq *q, const char *id, const char *why);
+
 /* Removes the events whose ids are listed (unknown ids are ignored).
  * Returns the number removed. */
 size_t evq_ack(struct evq *q, const char *const *ids, size_t n);

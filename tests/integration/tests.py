@@ -863,3 +863,51 @@ def test_posture_changes_reported(ctx):
     av = srv.hosts_by_name()["watched"]["antivirus"][0]
     check(av["db_version"] == 27001, "db_version after the update: %r" % av)
     check(a.log_count("synced with the server") >= 4, "the agent did not sync after each change")
+
+
+def _recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise TestFailure("the server closed the connection")
+        buf += chunk
+    return buf
+
+
+def test_event_refused_alone(ctx):
+    """An events message (from a client speaking the protocol itself) with
+    an event the server cannot take (a message of 2000 bytes) next to a
+    good one of 60 KB: the good one is stored and acknowledged, the bad one
+    is named with its reason in the ack's "refused" and logged, and nothing
+    else of the message is lost."""
+    srv = ctx.server(sync_interval=None).start()
+    a = ctx.agent(srv, "raw", keep=False)
+    a.enroll(srv.token_create("fleet"))
+    now = int(time.time())
+    good = {"id": os.urandom(16).hex(), "time": now, "severity": "info", "kind": "test",
+            "message": "good", "data": {"blob": "y" * 60000}}
+    bad = dict(good, id=os.urandom(16).hex(), message="z" * 2000)
+    raw = socket.create_connection(("127.0.0.1", srv.listen_port), timeout=10)
+    s = _tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
+    try:
+        body = json.dumps({"type": "events", "events": [bad, good]}).encode()
+        s.sendall(struct.pack(">I", len(body)) + body)
+        deadline = time.monotonic() + 20
+        ack = None
+        while ack is None and time.monotonic() < deadline:
+            (n,) = struct.unpack(">I", _recv_exact(s, 4))
+            msg = json.loads(_recv_exact(s, n))
+            check(msg.get("type") in ("ack", "sync_now"), "unexpected reply %r" % msg)
+            if msg["type"] == "ack":
+                ack = msg
+    finally:
+        s.close()
+    check(ack is not None, "no ack within 20 s")
+    check(ack["ids"] == [good["id"]], "ack ids %r, expected only the good event" % ack["ids"])
+    refused = ack.get("refused", [])
+    check(len(refused) == 1 and refused[0]["id"] == bad["id"] and "message" in refused[0]["reason"],
+          "ack refused %r" % refused)
+    _, _, stored = db_event_ids(srv, a.uid)
+    check(stored == {good["id"]}, "stored %r" % stored)
+    check(srv.log_count("(%s) refused: event message must" % bad["id"]) == 1, "custosd did not log the refusal")

@@ -628,6 +628,30 @@ test_batch_oversized(void **state)
 	evq_close(q);
 }
 
+/* An event the server refused is set aside by id; the others stay. */
+static void
+test_reject_id(void **state)
+{
+	struct fx *f = *state;
+	struct evq *q = open_q(f, 100);
+	char ids[3][33], rdir[PATH_MAX];
+
+	for (int i = 0; i < 3; i++)
+		put(q, i, ids[i]);
+	assert_int_equal(evq_reject_id(q, ids[1], "the server refused it"), 0);
+	assert_int_equal(evq_reject_id(q, ids[1], "again"), -1);
+	assert_int_equal(evq_reject_id(q, "not an id", "bad"), -1);
+	assert_int_equal(evq_count(q), 2);
+	assert_true(str_fmt(rdir, sizeof(rdir), "%s/rejected", f->dir) > 0);
+	assert_int_equal(count_files(rdir, ids[1]), 1);
+	json_t *a = evq_peek(q, 10);
+	assert_int_equal(json_array_size(a), 2);
+	assert_string_equal(ev_id(a, 0), ids[0]);
+	assert_string_equal(ev_id(a, 1), ids[2]);
+	json_decref(a);
+	evq_close(q);
+}
+
 static void
 test_stale_tmp(void **state)
 {
@@ -774,6 +798,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_by_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_oversized, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reject_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clock_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_make_event, setup, teardown),
