@@ -48,7 +48,8 @@ usage(FILE *f)
 	    "  event     queue an event (severity critical|error|warning|info); e.g. for\n"
 	    "            clamd's VirusEvent. kind threat_found also counts an unresolved threat\n"
 	    "  status    print identity, pinned server and queue state (JSON)\n"
-	    "  threats --clear   mark the unresolved threats as resolved\n");
+	    "  threats --clear   mark the unresolved threats as resolved and tell the server\n"
+	    "            (a threats_cleared event; the server then asks for the posture)\n");
 }
 
 static struct conf *
