@@ -43,11 +43,15 @@ struct agent {
 	bool want_sync;           /* a sync is due on the next connection */
 	bool sync_inflight;
 	json_t *inflight;         /* event ids sent, waiting for ack/nack */
+	size_t server_max_frame;  /* the server's listen.max_frame (sync_ok), 0 unknown */
 	int backoff_ms;
 	int64_t sync_interval;
 	int64_t last_report;      /* last immediate sync reporting an applied policy */
 
-	struct event *sync_timer, *retry_timer, *keepalive_timer;
+	struct event *sync_timer, *retry_timer, *keepalive_timer, *check_timer;
+	bool check_known;         /* check_rtp/check_db hold a first observation */
+	bool check_rtp;
+	int64_t check_db;         /* database version at the last check, -1 none */
 	struct event *spool_ev, *wake_ev;
 	int inotify_fd, wake_fd;
 	struct wake_replay replay;
@@ -72,6 +76,10 @@ int agent_start(struct agent *a, char *err, size_t errlen);
 void agent_stop(struct agent *a);
 /* Starts a sync now (posture + pending events). */
 void agent_sync_now(struct agent *a);
+/* Checks real-time protection and the database version now (cheap) and
+ * queues rtp_stopped / rtp_started / databases_updated when they changed
+ * since the last check. Also runs every agent.posture_check_interval s. */
+void agent_check_posture(struct agent *a);
 /* Sends queued events if connected or connects to do so. */
 void agent_flush_events(struct agent *a);
 

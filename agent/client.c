@@ -23,12 +23,14 @@
 #include "evqueue.h"
 #include "frame.h"
 #include "log.h"
+#include "plugins.h"
 #include "policy_apply.h"
 #include "tasks.h"
 #include "tls.h"
 #include "util.h"
 
 #define EVENTS_PER_MESSAGE 100
+#define ENVELOPE_MAX 256	/* {"type":"events","events":[...]} around a batch */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
 
@@ -40,18 +42,32 @@ keep_connection(const struct agent *a)
 	return policy_apply_keep_connection(a);
 }
 
-static void
+/* The largest message both sides accept: agent.max_frame, or less when the
+ * server said in sync_ok that its listen.max_frame is smaller. */
+static size_t
+agent_max_frame(const struct agent *a)
+{
+	size_t mine = (size_t)conf_int(a->cfg, "agent.max_frame");
+	return a->server_max_frame > 0 && a->server_max_frame < mine ? a->server_max_frame : mine;
+}
+
+/* 0 when the message is on its way; -1 when it was not sent (the caller
+ * must not wait for an answer). */
+static int
 agent_send(struct agent *a, json_t *msg)
 {
 	char err[256];
-	if (a->bev == NULL || !a->connected) {
-		json_decref(msg);
-		return;
-	}
-	if (frame_encode(bufferevent_get_output(a->bev), msg, (size_t)conf_int(a->cfg, "agent.max_frame"),
-	    err, sizeof(err)) < 0)
+	int rc = -1;
+	if (msg == NULL)
+		log_warnx("client", "message not sent: out of memory");
+	else if (a->bev == NULL || !a->connected)
+		;
+	else if (frame_encode(bufferevent_get_output(a->bev), msg, agent_max_frame(a), err, sizeof(err)) < 0)
 		log_warnx("client", "message not sent: %s", err);
+	else
+		rc = 0;
 	json_decref(msg);
+	return rc;
 }
 
 static void
@@ -153,11 +169,13 @@ agent_send_sync(struct agent *a)
 	json_t *posture = posture_collect(&a->pc);
 	a->want_sync = false;
 	a->sync_inflight = true;
-	agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I, s:o, s:s, s:o}", "type", "sync", "posture",
-	    posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
+	if (agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I, s:I, s:o, s:s, s:o}", "type", "sync",
+	    "posture", posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
 	    "agent_version", AGENT_VERSION, "queue_dropped", (json_int_t)evq_dropped(a->q),
+	    "queue_oversized", (json_int_t)evq_oversized(a->q),
 	    "wake_dropped", (json_int_t)a->wake_dropped, "policy", policy_apply_report(a),
-	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a)));
+	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a))) < 0)
+		a->sync_inflight = false; /* logged; the sync timer tries again */
 }
 
 /* sync_ok carries the policy document and the task list when they changed. */
@@ -178,19 +196,30 @@ agent_send_events(struct agent *a)
 {
 	if (!a->connected || a->inflight)
 		return;
-	json_t *events = evq_peek(a->q, EVENTS_PER_MESSAGE);
+	/* the first sync_ok says how large a message the server takes */
+	if (a->server_max_frame == 0 && a->sync_inflight)
+		return;
+	/* a batch fills one message at most; an event larger than that is
+	 * set aside by the queue and reported instead */
+	size_t max = agent_max_frame(a);
+	json_t *events = evq_peek_batch(a->q, EVENTS_PER_MESSAGE, max > ENVELOPE_MAX ? max - ENVELOPE_MAX : 1);
 	if (events == NULL || json_array_size(events) == 0) {
 		json_decref(events);
 		return;
 	}
 	json_t *ids = json_array();
-	size_t i;
+	size_t i, n = json_array_size(events);
 	json_t *ev;
 	json_array_foreach(events, i, ev)
 		json_array_append(ids, json_object_get(ev, "id"));
+	log_debug("client", "sending %zu event(s)", n);
+	if (agent_send(a, json_pack("{s:s, s:o}", "type", "events", "events", events)) < 0) {
+		/* nothing is in flight: the events stay queued for a later try */
+		json_decref(ids);
+		schedule(a->retry_timer, BACKOFF_MAX_MS);
+		return;
+	}
 	a->inflight = ids;
-	log_debug("client", "sending %zu event(s)", json_array_size(events));
-	agent_send(a, json_pack("{s:s, s:o}", "type", "events", "events", events));
 }
 
 static void
@@ -207,6 +236,15 @@ handle_ack(struct agent *a, json_t *msg)
 	free(list);
 	a->events_acked += removed;
 	log_debug("client", "server committed %zu event(s)", removed);
+	/* events the server refused would be refused again: set them aside */
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(msg, "refused"), i, r) {
+		char why[512];
+		str_fmt(why, sizeof(why), "the server refused it (%s)",
+		    json_string_value(json_object_get(r, "reason")) ?: "no reason given");
+		evq_reject_id(a->q, json_string_value(json_object_get(r, "id")), why);
+	}
 	json_decref(a->inflight);
 	a->inflight = NULL;
 	agent_send_events(a);
@@ -220,7 +258,10 @@ handle_message(struct agent *a, json_t *msg)
 		return;
 	if (strcmp(type, "sync_ok") == 0) {
 		json_int_t next = json_integer_value(json_object_get(msg, "next_sync"));
+		json_int_t frame = json_integer_value(json_object_get(msg, "max_frame"));
 		a->sync_inflight = false;
+		if (frame >= 1024)
+			a->server_max_frame = (size_t)frame;
 		a->syncs_ok++;
 		a->backoff_ms = BACKOFF_MIN_MS;
 		if (next > 0)
@@ -244,6 +285,7 @@ handle_message(struct agent *a, json_t *msg)
 		if (name && strcmp(name, a->name) != 0)
 			str_copy(a->name, name, sizeof(a->name));
 		schedule(a->sync_timer, a->sync_interval * 1000);
+		agent_send_events(a);
 		/* tell the server at once which policy version now applies: a
 		 * new document 1 s after the last such report at the earliest,
 		 * the same one sent again after 10 s (so it cannot loop). A
@@ -451,6 +493,55 @@ on_retry_timer(evutil_socket_t fd, short what, void *arg)
 		agent_connect(a);
 }
 
+/* Queues one event of a posture change; the server asks for the posture
+ * once it has stored it. */
+static void
+queue_change(struct agent *a, const char *severity, const char *kind, const char *message, json_t *data)
+{
+	char err[256];
+	json_t *ev = evq_make_event(severity, kind, message, data);
+	if (ev == NULL || evq_enqueue(a->q, ev, err, sizeof(err)) < 0)
+		log_warnx("posture", "%s: event not queued: %s", message, ev ? err : "out of memory");
+	else
+		log_info("posture", "%s", message);
+	json_decref(ev);
+	json_decref(data);
+}
+
+void
+agent_check_posture(struct agent *a)
+{
+	char msg[160];
+	if (!a->pc.clamav_enabled)
+		return;
+	bool rtp = clamav_onacc_running(a->pc.clamonacc_pidfile, "/proc");
+	int64_t db = clamav_db_version(plugin_path(a->pc.clamav_db_dir, "/var/lib/clamav"));
+	if (a->check_known && rtp != a->check_rtp)
+		queue_change(a, rtp ? "info" : "warning", rtp ? "rtp_started" : "rtp_stopped",
+		    rtp ? "real-time protection (clamonacc) started" :
+		    "real-time protection (clamonacc) stopped", NULL);
+	if (a->check_known && db != a->check_db) {
+		str_fmt(msg, sizeof(msg), "anti-virus databases changed from version %lld to %lld",
+		    (long long)a->check_db, (long long)db);
+		queue_change(a, "info", "databases_updated", msg, json_pack("{s:I, s:I}", "previous",
+		    (json_int_t)a->check_db, "version", (json_int_t)db));
+	}
+	a->check_known = true;
+	a->check_rtp = rtp;
+	a->check_db = db;
+	agent_flush_events(a);
+}
+
+static void
+on_check_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	(void)fd;
+	(void)what;
+	agent_check_posture(a);
+	schedule(a->check_timer, conf_int(a->cfg, "agent.posture_check_interval") * 1000);
+}
+
 static void
 on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
@@ -566,12 +657,18 @@ agent_start(struct agent *a, char *err, size_t errlen)
 	a->sync_timer = evtimer_new(a->base, on_sync_timer, a);
 	a->retry_timer = evtimer_new(a->base, on_retry_timer, a);
 	a->keepalive_timer = evtimer_new(a->base, on_keepalive, a);
-	if (!a->sync_timer || !a->retry_timer || !a->keepalive_timer) {
+	a->check_timer = evtimer_new(a->base, on_check_timer, a);
+	if (!a->sync_timer || !a->retry_timer || !a->keepalive_timer || !a->check_timer) {
 		str_fmt(err, errlen, "out of memory");
 		return -1;
 	}
 	if (spool_watch(a, err, errlen) < 0 || wake_listen(a, err, errlen) < 0)
 		return -1;
+	/* the first check is the baseline: the first sync reports the state */
+	if (conf_int(a->cfg, "agent.posture_check_interval") > 0) {
+		agent_check_posture(a);
+		schedule(a->check_timer, conf_int(a->cfg, "agent.posture_check_interval") * 1000);
+	}
 	agent_sync_now(a);
 	return 0;
 }
@@ -586,6 +683,8 @@ agent_stop(struct agent *a)
 		event_free(a->retry_timer);
 	if (a->keepalive_timer)
 		event_free(a->keepalive_timer);
+	if (a->check_timer)
+		event_free(a->check_timer);
 	if (a->spool_ev)
 		event_free(a->spool_ev);
 	if (a->wake_ev)

@@ -22,6 +22,9 @@ const struct conf_key agent_schema[] = {
 	  "seconds a wake-up's timestamp may differ from this clock" },
 	{ "agent.queue_max", CONF_INT, "10000", 10, 10000000, false,
 	  "events kept on disk at most (the oldest are dropped and counted)" },
+	{ "agent.posture_check_interval", CONF_INT, "10", 0, 3600, false,
+	  "seconds between cheap checks of real-time protection and the database version; a change "
+	  "is reported at once as an event and the server then asks for the posture (0: off)" },
 	{ "agent.max_frame", CONF_INT, "1048576", 1024, 67108864, false, "largest message in bytes" },
 	{ "agent.timeout", CONF_INT, "30", 1, 600, false, "seconds for connect, handshake and a reply" },
 	{ "agent.tags", CONF_STRING, "", 0, 0, false,

@@ -431,25 +431,26 @@ ev_validate(const json_t *ev, char *err, size_t errlen)
 	return 0;
 }
 
+/* A persistent counter, file "<dir>/<name>" holding a decimal number. */
 static uint64_t
-dropped_read(const struct evq *q)
+counter_read(const struct evq *q, const char *name)
 {
 	char path[PATH_MAX], *buf, *end;
 	unsigned long long v;
 	size_t len;
 
-	if (evq_path(q, "dropped", path, sizeof(path)) < 0)
+	if (evq_path(q, name, path, sizeof(path)) < 0)
 		return 0;
 	if ((buf = file_read(path, 64, &len)) == NULL) {
 		if (errno != ENOENT)
-			log_warn("evqueue", "%s: cannot read drop counter", path);
+			log_warn("evqueue", "%s: cannot read counter", path);
 		return 0;
 	}
 	errno = 0;
 	v = strtoull(buf, &end, 10);
 	if (errno != 0 || end == buf || (*end != '\0' && *end != '\n') ||
 	    buf[0] == '-') {
-		log_warnx("evqueue", "%s: drop counter is not a number; "
+		log_warnx("evqueue", "%s: counter is not a number; "
 		    "restarting it from 0", path);
 		v = 0;
 	}
@@ -459,17 +460,17 @@ dropped_read(const struct evq *q)
 
 /* Caller holds the lock. */
 static uint64_t
-dropped_add(const struct evq *q, uint64_t n)
+counter_add(const struct evq *q, const char *name, uint64_t n)
 {
 	char path[PATH_MAX], buf[32];
-	uint64_t total = dropped_read(q) + n;
+	uint64_t total = counter_read(q, name) + n;
 	int len;
 
-	if (evq_path(q, "dropped", path, sizeof(path)) < 0 ||
+	if (evq_path(q, name, path, sizeof(path)) < 0 ||
 	    (len = str_fmt(buf, sizeof(buf), "%llu\n",
 	    (unsigned long long)total)) < 0 ||
 	    file_write_atomic(path, buf, (size_t)len, 0600) < 0)
-		log_warn("evqueue", "%s/dropped: cannot update drop counter", q->dir);
+		log_warn("evqueue", "%s/%s: cannot update the counter", q->dir, name);
 	return total;
 }
 
@@ -503,7 +504,7 @@ evq_make_room(struct evq *q, const struct evq_name *names, size_t n,
 		break;
 	}
 	if (dropped > 0) {
-		total = dropped_add(q, dropped);
+		total = counter_add(q, "dropped", dropped);
 		log_warnx("evqueue", "%s: queue full (%zu events), dropped %llu "
 		    "oldest event(s), %llu dropped in total", q->dir, q->max_events,
 		    (unsigned long long)dropped, (unsigned long long)total);
@@ -710,9 +711,131 @@ evq_load(const struct evq *q, const char *name)
 json_t *
 evq_peek(struct evq *q, size_t max)
 {
+	return evq_peek_batch(q, max, 0);
+}
+
+/* Keeps the newest EVQ_REJECTED_KEEP events in rdir (names sort by age). */
+static void
+evq_trim_rejected(const char *rdir)
+{
+	struct evq_name *names = NULL;
+	struct evq *r;
+	char path[PATH_MAX];
+	size_t n = 0;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return;
+	str_copy(r->dir, rdir, sizeof(r->dir));
+	if (evq_scan(r, &names, &n, true) < 0) {
+		log_warn("evqueue", "%s: cannot list", rdir);
+		free(r);
+		return;
+	}
+	for (size_t i = 0; n > EVQ_REJECTED_KEEP && i < n - EVQ_REJECTED_KEEP; i++) {
+		if (evq_path(r, names[i].s, path, sizeof(path)) == 0 && unlink(path) < 0 &&
+		    errno != ENOENT)
+			log_warn("evqueue", "%s: cannot remove an old rejected event", path);
+	}
+	free(names);
+	free(r);
+}
+
+/* Moves name to "<dir>/rejected/" (created 0700). 0 or -1 (logged). */
+static int
+evq_move_rejected(struct evq *q, const char *name, char *rdir, size_t rdirlen)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+
+	if (evq_path(q, name, from, sizeof(from)) < 0 ||
+	    evq_path(q, "rejected", rdir, rdirlen) < 0 ||
+	    str_fmt(to, sizeof(to), "%s/%s", rdir, name) < 0)
+		return -1;
+	if (mkdir(rdir, 0700) < 0 && errno != EEXIST) {
+		log_warn("evqueue", "%s: cannot create; event %s left in place", rdir, name);
+		return -1;
+	}
+	if (rename(from, to) < 0) {
+		if (errno != ENOENT)
+			log_warn("evqueue", "%s: cannot move it to %s", from, rdir);
+		return -1;
+	}
+	if (evq_fsync_dir(q) < 0)
+		log_warn("evqueue", "%s: cannot fsync", q->dir);
+	return 0;
+}
+
+int
+evq_reject_id(struct evq *q, const char *id, const char *why)
+{
+	struct evq_name *names = NULL;
+	char rdir[PATH_MAX];
+	size_t n = 0;
+	int rc = -1;
+
+	if (id == NULL || !id_valid(id))
+		return -1;
+	if (evq_scan(q, &names, &n, false) < 0) {
+		log_warn("evqueue", "%s: cannot list", q->dir);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!name_has_id(names[i].s, id))
+			continue;
+		if ((rc = evq_move_rejected(q, names[i].s, rdir, sizeof(rdir))) == 0) {
+			log_warnx("evqueue", "event %s: %s; moved to %s", id, why, rdir);
+			evq_trim_rejected(rdir);
+		}
+		break;
+	}
+	free(names);
+	return rc;
+}
+
+/* An event too large for any message: moved to "<dir>/rejected/", counted,
+ * and replaced by a small event that says so. */
+static void
+evq_reject(struct evq *q, const char *name, const json_t *ev, size_t size, size_t limit)
+{
+	char rdir[PATH_MAX], to[PATH_MAX], msg[512], err[256];
+	const char *id = json_string_value(json_object_get(ev, "id"));
+	const char *kind = json_string_value(json_object_get(ev, "kind"));
+	uint64_t total = 0;
+	int fd;
+
+	if (evq_move_rejected(q, name, rdir, sizeof(rdir)) < 0 ||
+	    str_fmt(to, sizeof(to), "%s/%s", rdir, name) < 0)
+		return;
+	if ((fd = evq_lock(q)) >= 0) {
+		total = counter_add(q, "oversized", 1);
+		evq_unlock(q, fd);
+	}
+	log_warnx("evqueue", "event %s (kind %s) is %zu bytes, more than the %zu "
+	    "bytes a message to the server may carry; moved to %s (%llu such "
+	    "event(s) so far). Put less in its \"data\" or raise agent.max_frame "
+	    "and the server's listen.max_frame", id, kind, size, limit, to,
+	    (unsigned long long)total);
+	evq_trim_rejected(rdir);
+	if (kind != NULL && strcmp(kind, "event_too_large") == 0)
+		return;
+	str_fmt(msg, sizeof(msg), "event %s of kind %s (%zu bytes) was larger than "
+	    "a message may be (%zu bytes); the agent kept it in %s", id, kind, size,
+	    limit, rdir);
+	json_t *data = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "kind", kind,
+	    "size", (json_int_t)size, "limit", (json_int_t)limit);
+	json_t *rep = data ? evq_make_event("error", "event_too_large", msg, data) : NULL;
+	if (rep == NULL || evq_enqueue(q, rep, err, sizeof(err)) < 0)
+		log_warnx("evqueue", "%s: cannot queue the report of oversized event "
+		    "%s: %s", q->dir, id, rep ? err : "out of memory");
+	json_decref(rep);
+	json_decref(data);
+}
+
+json_t *
+evq_peek_batch(struct evq *q, size_t max, size_t max_bytes)
+{
 	struct evq_name *names = NULL;
 	json_t *out, *ev;
-	size_t n = 0;
+	size_t n = 0, used = 0;
 
 	if ((out = json_array()) == NULL)
 		return NULL;
@@ -726,6 +849,18 @@ evq_peek(struct evq *q, size_t max)
 	for (size_t i = 0; i < n && json_array_size(out) < max; i++) {
 		if ((ev = evq_load(q, names[i].s)) == NULL)
 			continue;
+		size_t size = json_dumpb(ev, NULL, 0, JSON_COMPACT) + 1;
+		if (max_bytes > 0 && size > max_bytes) {
+			evq_reject(q, names[i].s, ev, size, max_bytes);
+			json_decref(ev);
+			continue;
+		}
+		if (max_bytes > 0 && used + size > max_bytes) {
+			/* the next batch starts with it: order is kept */
+			json_decref(ev);
+			break;
+		}
+		used += size;
 		if (json_array_append_new(out, ev) < 0) {
 			json_decref(out);
 			out = NULL;
@@ -802,7 +937,13 @@ evq_count(struct evq *q)
 uint64_t
 evq_dropped(struct evq *q)
 {
-	return dropped_read(q);
+	return counter_read(q, "dropped");
+}
+
+uint64_t
+evq_oversized(struct evq *q)
+{
+	return counter_read(q, "oversized");
 }
 
 const char *

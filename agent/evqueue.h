@@ -38,12 +38,29 @@ int evq_enqueue(struct evq *q, json_t *ev, char *err, size_t errlen);
  * without removing them. Unreadable/corrupt files are moved aside to
  * "<dir>/corrupt/" and logged, never returned. */
 json_t *evq_peek(struct evq *q, size_t max);
+/* Like evq_peek(), and the events' serialized sizes (compact JSON, plus one
+ * byte each for the separating comma) add up to at most max_bytes. An event
+ * that alone is larger than max_bytes can never be sent: it is moved to
+ * "<dir>/rejected/" (the newest EVQ_REJECTED_KEEP are kept), logged, counted
+ * (evq_oversized()) and replaced by a small event of kind
+ * "event_too_large" {id, kind, size, limit} at the end of the queue. An
+ * event of kind "event_too_large" is never replaced again. */
+json_t *evq_peek_batch(struct evq *q, size_t max, size_t max_bytes);
+#define EVQ_REJECTED_KEEP 100
+
+/* Moves the queued event with this id to "<dir>/rejected/" and logs why
+ * (the server refused it and would refuse it again). 0, or -1 when no
+ * such event is queued or it cannot be moved (logged). */
+int evq_reject_id(struct evq *q, const char *id, const char *why);
+
 /* Removes the events whose ids are listed (unknown ids are ignored).
  * Returns the number removed. */
 size_t evq_ack(struct evq *q, const char *const *ids, size_t n);
 
 size_t evq_count(struct evq *q);
 uint64_t evq_dropped(struct evq *q);
+/* Events set aside because they were larger than a message (persistent). */
+uint64_t evq_oversized(struct evq *q);
 /* The spool directory path (for inotify). */
 const char *evq_dir(const struct evq *q);
 

@@ -48,7 +48,8 @@ usage(FILE *f)
 	    "  event     queue an event (severity critical|error|warning|info); e.g. for\n"
 	    "            clamd's VirusEvent. kind threat_found also counts an unresolved threat\n"
 	    "  status    print identity, pinned server and queue state (JSON)\n"
-	    "  threats --clear   mark the unresolved threats as resolved\n");
+	    "  threats --clear   mark the unresolved threats as resolved and tell the server\n"
+	    "            (a threats_cleared event; the server then asks for the posture)\n");
 }
 
 static struct conf *
@@ -118,16 +119,50 @@ cmd_event(struct conf *cfg, int argc, char **argv)
 	}
 	json_t *ev = evq_make_event(sev, kind, message, dj);
 	json_decref(dj);
+	/* count the threat before the event is queued: the running agent may
+	 * send it at once, and the server then asks for the posture, which
+	 * must already include this threat */
+	bool threat = ev && strcmp(kind, "threat_found") == 0;
+	if (threat && agent_threats_update(state, 1, false) < 0)
+		fprintf(stderr, "custos-agent event: could not count the threat in %s\n", state);
 	int rc = ev && evq_enqueue(q, ev, err, sizeof(err)) == 0 ? 0 : 1;
-	if (rc != 0)
+	if (rc != 0) {
 		fprintf(stderr, "custos-agent event: %s\n", ev ? err : "invalid event");
-	else {
+		if (threat && agent_threats_update(state, -1, false) < 0)
+			fprintf(stderr, "custos-agent event: could not uncount the threat in %s\n", state);
+	} else
 		printf("%s\n", json_string_value(json_object_get(ev, "id")));
-		if (strcmp(kind, "threat_found") == 0 && agent_threats_update(state, 1, false) < 0)
-			fprintf(stderr, "custos-agent event: could not count the threat in %s\n", state);
-	}
 	json_decref(ev);
 	evq_close(q);
+	return rc;
+}
+
+/* Resets the unresolved threats and queues a "threats_cleared" event, so
+ * that the server learns it at once (it then asks for the posture). */
+static int
+cmd_threats_clear(struct conf *cfg)
+{
+	char err[512], dir[4200];
+	const char *state = conf_str(cfg, "agent.state_dir");
+	if (agent_threats_update(state, 0, true) < 0) {
+		fprintf(stderr, "custos-agent threats: cannot reset %s/threats_unresolved: %s\n", state,
+		    strerror(errno));
+		return 1;
+	}
+	str_fmt(dir, sizeof(dir), "%s/spool", state);
+	struct evq *q = evq_open(dir, (size_t)conf_int(cfg, "agent.queue_max"), err, sizeof(err));
+	json_t *ev = q ? evq_make_event("info", "threats_cleared", "unresolved threats marked as resolved",
+	    NULL) : NULL;
+	int rc = 0;
+	if (q == NULL || ev == NULL || evq_enqueue(q, ev, err, sizeof(err)) < 0) {
+		/* the count is reset all the same; the next sync reports it */
+		fprintf(stderr, "custos-agent threats: threats cleared, but the server learns it only at "
+		    "the next sync: %s\n", q && ev ? err : q ? "out of memory" : err);
+		rc = 1;
+	}
+	json_decref(ev);
+	if (q)
+		evq_close(q);
 	return rc;
 }
 
@@ -235,7 +270,7 @@ main(int argc, char **argv)
 		else if (strcmp(cmd, "status") == 0)
 			rc = cmd_status(cfg);
 		else if (strcmp(cmd, "threats") == 0 && optind + 1 < argc && strcmp(argv[optind + 1], "--clear") == 0)
-			rc = agent_threats_update(conf_str(cfg, "agent.state_dir"), 0, true) == 0 ? 0 : 1;
+			rc = cmd_threats_clear(cfg);
 		else {
 			fprintf(stderr, "custos-agent: unknown command \"%s\"\n", cmd);
 			usage(stderr);

@@ -413,6 +413,29 @@ read_database(const char *dir, const char *name, struct cvd_header *best, char *
 	return rc;
 }
 
+int64_t
+clamav_db_version(const char *dir)
+{
+	static const char *const names[] = { "daily", "main", "bytecode" };
+	static const char *const exts[] = { "cvd", "cld" };
+	int64_t best = -1;
+
+	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+		for (size_t j = 0; j < ARRAY_LEN(exts); j++) {
+			char path[4096];
+			struct cvd_header h;
+			if (str_fmt(path, sizeof(path), "%s/%s.%s", dir, names[i], exts[j]) < 0 ||
+			    cvd_read_file(path, &h) < 0)
+				continue;
+			if ((int64_t)h.version > best)
+				best = (int64_t)h.version;
+		}
+		if (i == 0 && best >= 0)
+			break; /* daily moves every few hours: it is the version users compare */
+	}
+	return best;
+}
+
 static json_t *
 clamav_entry(const struct posture_config *cfg, const char *dir, const char *procdir,
     json_t *errors)

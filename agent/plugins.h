@@ -39,5 +39,8 @@ bool clamav_ping(const char *socket_path, int timeout_ms);
 /* true when pidfile (may be NULL/"") names a live process or a process
  * whose comm is "clamonacc" runs under procdir. */
 bool clamav_onacc_running(const char *pidfile, const char *procdir);
+/* The database version the posture reports (daily's, else the highest of
+ * main and bytecode) read from the headers in dir, quietly; -1 when none. */
+int64_t clamav_db_version(const char *dir);
 
 #endif

@@ -93,6 +93,7 @@ struct tasks {
 	size_t max_concurrent;
 	void (*posture_now)(void *);
 	void *posture_arg;
+	void (*updated)(void *);
 
 	char hash[TASK_HASH_MAX + 1];
 	json_t *list;
@@ -704,6 +705,9 @@ run_finish(struct run *r, int status, bool have_status, const char *why)
 	}
 	report(ts, r->task_id, r->name, r->number, state, have_status ? &code : NULL, &r->tail,
 	    r->started, now_s(), msg);
+	/* new databases: reported now, not at the next posture check */
+	if (r->type == TASK_UPDATE && strcmp(state, "succeeded") == 0 && ts->updated)
+		ts->updated(ts->posture_arg);
 	run_free(r);
 	dispatch_queue(ts);
 }
@@ -1313,6 +1317,7 @@ tasks_new(const struct tasks_config *cfg, char *err, size_t errlen)
 	ts->max_concurrent = cfg->max_concurrent > 0 ? (size_t)cfg->max_concurrent : 1;
 	ts->posture_now = cfg->posture_now;
 	ts->posture_arg = cfg->posture_arg;
+	ts->updated = cfg->updated;
 	if (str_copy(ts->state_dir, cfg->state_dir, sizeof(ts->state_dir)) >= sizeof(ts->state_dir)) {
 		str_fmt(err, errlen, "tasks: state directory path too long");
 		free(ts);
@@ -1463,6 +1468,12 @@ posture_now(void *arg)
 	agent_sync_now(arg);
 }
 
+static void
+posture_updated(void *arg)
+{
+	agent_check_posture(arg);
+}
+
 int
 tasks_init(struct agent *a, char *err, size_t errlen)
 {
@@ -1477,6 +1488,7 @@ tasks_init(struct agent *a, char *err, size_t errlen)
 		.max_concurrent = (int)conf_int(a->cfg, "tasks.max_concurrent"),
 		.posture_now = posture_now,
 		.posture_arg = a,
+		.updated = posture_updated,
 	};
 	a->tasks = tasks_new(&c, err, errlen);
 	return a->tasks ? 0 : -1;

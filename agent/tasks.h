@@ -85,6 +85,7 @@ struct tasks_config {
 	int max_concurrent;
 	void (*posture_now)(void *arg);
 	void *posture_arg;
+	void (*updated)(void *arg);	/* an update task succeeded (may be NULL) */
 };
 
 /* Loads STATE/tasks.json (a missing file is an empty list). The strings of

@@ -303,8 +303,9 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	uint32_t r = 0;
 	random_bytes(&r, sizeof(r));
 	long long next = interval + (jitter > 0 ? (long long)(r % (uint32_t)jitter) : 0);
-	json_t *reply = json_pack("{s:s, s:I, s:I, s:s}", "type", "sync_ok", "next_sync",
-	    (json_int_t)next, "server_time", (json_int_t)now, "name", h->name);
+	json_t *reply = json_pack("{s:s, s:I, s:I, s:s, s:I}", "type", "sync_ok", "next_sync",
+	    (json_int_t)next, "server_time", (json_int_t)now, "name", h->name,
+	    "max_frame", (json_int_t)c->lis->max_frame);
 	/* first the placement by the relocation rules (a new group, its
 	 * thresholds), so that the status and NAC token of the first sync are
 	 * already those of the host's group */
@@ -317,21 +318,49 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 struct events_ctx {
 	struct conn *c;
 	json_t *ids;
+	json_t *refused;          /* [{id, reason}] of events not stored, or NULL */
+	bool posture_changed;     /* the batch reports a change of a posture fact */
 };
+
+/* Event kinds that say a fact of the host's posture changed: once they are
+ * committed the agent is asked for its posture at once, so that status,
+ * NAC token and CoA follow within seconds, not at the next regular sync. */
+static bool
+kind_changes_posture(const char *kind)
+{
+	static const char *const kinds[] = { "threat_found", "threats_cleared", "rtp_stopped",
+		"rtp_started", "databases_updated" };
+	for (size_t i = 0; kind && i < ARRAY_LEN(kinds); i++)
+		if (strcmp(kind, kinds[i]) == 0)
+			return true;
+	return false;
+}
 
 static void
 events_done(void *arg, int rc, const char *err)
 {
 	struct events_ctx *e = arg;
 	struct server *srv = e->c->lis->srv;
+	/* sync_now before the ack: an agent without a kept connection closes
+	 * it once nothing it sent is waiting for an answer. Also before a nack
+	 * (the database is away): the status and NAC token live in memory and
+	 * must not wait for the database to come back. */
+	if (e->posture_changed) {
+		log_debug("agent", "%s: a posture fact changed; asking for a sync", e->c->peer);
+		conn_send(e->c, json_pack("{s:s}", "type", "sync_now"));
+	}
 	if (rc == 0) {
 		srv->stats.events_acked += json_array_size(e->ids);
-		conn_send(e->c, json_pack("{s:s, s:O}", "type", "ack", "ids", e->ids));
+		json_t *ack = json_pack("{s:s, s:O}", "type", "ack", "ids", e->ids);
+		if (ack && e->refused)
+			json_object_set(ack, "refused", e->refused);
+		conn_send(e->c, ack);
 	} else {
 		log_debug("agent", "%s: %zu event(s) not stored: %s", e->c->peer, json_array_size(e->ids), err);
 		conn_send(e->c, json_pack("{s:s, s:O, s:i}", "type", "nack", "ids", e->ids, "retry_after", 5));
 	}
 	json_decref(e->ids);
+	json_decref(e->refused);
 	conn_unref(e->c);
 	free(e);
 }
@@ -390,18 +419,44 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 	}
 	size_t i;
 	json_t *ev;
+	/* a bad event is refused on its own (named in the ack's "refused",
+	 * so that the agent sets it aside); the others are stored */
+	json_t *good = json_array(), *refused = json_array();
+	if (good == NULL || refused == NULL) {
+		json_decref(good);
+		json_decref(refused);
+		return;
+	}
 	json_array_foreach(events, i, ev) {
 		const char *bad = event_invalid(ev);
-		if (bad) {
-			str_fmt(why, sizeof(why), "event %zu: %s; nothing of this message was stored", i, bad);
-			log_warnx("agent", "%s (%s): %s", c->peer, h->name, why);
-			conn_error(c, "bad_request", why, false);
-			return;
+		if (bad == NULL) {
+			json_array_append(good, ev);
+			continue;
 		}
+		const char *id = json_string_value(json_object_get(ev, "id"));
+		str_fmt(why, sizeof(why), "event %zu (%s) refused: %s; the other events of the message are "
+		    "stored", i, is_hex32(id) ? id : "without a valid id", bad);
+		log_warnx("agent", "%s (%s): %s", c->peer, h->name, why);
+		if (is_hex32(id))
+			json_array_append_new(refused, json_pack("{s:s, s:s}", "id", id, "reason", bad));
 	}
 	json_array_foreach(events, i, ev)
 		fields_bound(c, h, ev, bounds_event);
 	srv->stats.events_received += n;
+	if (json_array_size(refused) == 0) {
+		json_decref(refused);
+		refused = NULL;
+	}
+	if (json_array_size(good) == 0) {
+		json_t *ack = json_pack("{s:s, s:[]}", "type", "ack", "ids");
+		if (ack && refused)
+			json_object_set(ack, "refused", refused);
+		conn_send(c, ack);
+		json_decref(good);
+		json_decref(refused);
+		return;
+	}
+	events = good;
 	h->last_seen = now_s();
 	/* threats reach SNMP even while the database is down (resends are
 	 * recognised by their event id) */
@@ -412,15 +467,22 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 	if (e == NULL || ids == NULL) {
 		free(e);
 		json_decref(ids);
+		json_decref(good);
+		json_decref(refused);
 		return;
 	}
-	json_array_foreach(events, i, ev)
+	e->refused = refused;
+	json_array_foreach(events, i, ev) {
 		json_array_append(ids, json_object_get(ev, "id"));
+		if (kind_changes_posture(json_string_value(json_object_get(ev, "kind"))))
+			e->posture_changed = true;
+	}
 	e->c = c;
 	e->ids = ids;
 	c->refs++;
 	if (store_events(srv->store, h, events, events_done, e) < 0)
 		events_done(e, -1, h->id == 0 ? "host not stored yet" : "write queue full");
+	json_decref(good);
 }
 
 static void

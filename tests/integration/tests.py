@@ -9,7 +9,7 @@ import ssl
 import struct
 import time
 
-from harness import TestFailure, binary, check, db_event_ids, wait_synced, wait_until
+from harness import TestFailure, binary, check, clamav_header, db_event_ids, wait_synced, wait_until
 
 
 def _onacc_running():
@@ -722,3 +722,192 @@ def test_config_check(ctx):
             check(needle in both, "custosd -t does not name %r for the %s error: %r" % (needle, what, both))
     rc, out, err = ctx.run([custosd, "-t", "-c", ctx.dir / "missing.conf"], expect_rc=None)
     check(rc == 1 and "missing.conf" in out + err, "custosd -t on a missing file: exit %d, %r" % (rc, out + err))
+
+
+# large events --------------------------------------------------------------
+
+def _queue_events(ctx, agent, n, size, kind="bulk"):
+    """n events of kind with about size bytes in "data"; their ids."""
+    ids = []
+    for i in range(n):
+        _, out, _ = ctx.run(agent.argv("event", "--severity", "info", "--kind", kind, "--message",
+                                       "%s %d" % (kind, i), "--data", json.dumps({"blob": "x" * size})),
+                            timeout=30)
+        ids.append(out.strip())
+    return ids
+
+
+def test_large_events_batched(ctx):
+    """30 events of 60 KB (1.8 MB, more than one 1 MiB message) queued, then
+    a threat, at the product defaults: the agent sends them in batches that
+    fit a message, all 31 are stored once within a bounded time, the spool
+    drains and the threat reaches the host's status."""
+    srv = ctx.server(sync_interval=None).start()
+    a = ctx.agent(srv, "bulky", keep=False, db_age_days=0, rtp=True)
+    a.enroll(srv.token_create("fleet"))
+    ids = _queue_events(ctx, a, 30, 60000)
+    ids.append(a.event("EICAR-Test-File found in /tmp/z", severity="critical", kind="threat_found"))
+    check(a.queued() == 31, "expected 31 queued events, the queue holds %d" % a.queued())
+    t0 = time.monotonic()
+    a.start()
+    wait_until(lambda: db_event_ids(srv, a.uid)[1] == 31 or None, 60, "all 31 events stored")
+    took = time.monotonic() - t0
+    n, distinct, stored = db_event_ids(srv, a.uid)
+    check(stored == set(ids) and n == 31, "stored %d rows, %d distinct, missing %r" % (
+        n, distinct, set(ids) - stored))
+    rows = srv.sql("SELECT LENGTH(e.data) FROM events e JOIN hosts h ON h.id = e.host_id "
+                   "WHERE h.uid = '%s' AND e.kind = 'bulk'" % a.uid)
+    check(len(rows) == 30 and all(int(r[0]) > 60000 for r in rows), "bulk event data cut: %r" % rows[:3])
+    wait_until(lambda: a.queued() == 0 or None, 20, "the agent's spool to drain")
+    h = wait_until(lambda: srv.hosts_by_name().get("bulky") if any(
+        r["reason"] == "threats_unresolved" for r in srv.hosts_by_name().get("bulky", {}).get("reasons", []))
+        else None, 10, "the threat behind the large events to reach the status")
+    check(h["status"] == "Critical", "host status %s after the threat" % h["status"])
+    check(a.log_count("message not sent") == 0, "the agent could not send a message")
+    check(a.log_count("did not answer in time") == 0 and srv.log_count("closing:") == 0,
+          "a connection was broken on the way")
+    print("    31 events (1.8 MB) stored in %.1f s" % took)
+    check(took < 30, "31 events took %.1f s" % took)
+
+
+def test_event_larger_than_frame(ctx):
+    """The server's listen.max_frame (128 KiB) is smaller than the agent's
+    (1 MiB): the agent learns it from sync_ok and batches to it. An agent
+    whose agent.max_frame (32 KiB) is smaller than one of its events sets
+    that event aside in spool/rejected/, reports it as event_too_large, and
+    the events around it are stored."""
+    srv = ctx.server(sync_interval=None)
+    text = srv.conf.read_text()
+    old = "  handshake_timeout = 10;\n"
+    check(old in text, "harness config layout changed: no %r" % old)
+    srv.conf.write_text(text.replace(old, old + "  max_frame = 131072;\n"))
+    srv.start()
+    token = srv.token_create("fleet")
+    a = ctx.agent(srv, "learns", keep=False, db_age_days=0, rtp=True)
+    b = ctx.agent(srv, "small-frame", keep=False, db_age_days=0, rtp=True, extra=["agent.max_frame=32768"])
+    a.enroll(token)
+    b.enroll(token)
+    ids_a = _queue_events(ctx, a, 6, 50000)
+    before = b.event("before the big one")
+    big = _queue_events(ctx, b, 1, 60000)[0]
+    after = b.event("after the big one")
+    a.start()
+    b.start()
+    wait_until(lambda: db_event_ids(srv, a.uid)[2] == set(ids_a) or None, 30,
+               "the 6 events of 50 KB stored through 128 KiB messages")
+    check(srv.log_count("outside 1..131072") == 0, "the agent sent a message larger than the server takes")
+
+    def b_done():
+        _, _, s = db_event_ids(srv, b.uid)
+        return s if {before, after} <= s and len(s) == 3 else None
+    stored = wait_until(b_done, 30, "the small events and the report of the big one stored")
+    check(big not in stored, "the oversized event was stored")
+    rows = srv.sql("SELECT e.kind, e.severity, e.data FROM events e JOIN hosts h ON h.id = e.host_id "
+                   "WHERE h.uid = '%s' AND e.kind = 'event_too_large'" % b.uid)
+    check(len(rows) == 1, "expected one event_too_large, got %r" % rows)
+    data = json.loads(rows[0][2])
+    check(data.get("id") == big and data.get("kind") == "bulk" and data.get("size", 0) > 60000
+          and data.get("limit", 0) < 32768, "event_too_large data: %r" % data)
+    rejected = list((b.state / "spool" / "rejected").glob("*%s.json" % big))
+    check(len(rejected) == 1, "the big event is not kept in spool/rejected: %r" % rejected)
+    check(b.log_count("more than the") == 1, "the agent did not log the oversized event once")
+    wait_until(lambda: b.queued() == 0 and a.queued() == 0 or None, 20, "the spools to drain")
+
+
+def test_posture_changes_reported(ctx):
+    """At the product defaults (sync every 900 s, no kept connection): real-time
+    protection stopping and starting and new databases are noticed by the
+    running agent (agent.posture_check_interval, 10 s), reported as events
+    (rtp_stopped, rtp_started, databases_updated), and the host's status
+    follows within seconds of the change being noticed."""
+    import subprocess
+    srv = ctx.server(sync_interval=None).start()
+    a = ctx.agent(srv, "watched", keep=False, db_age_days=5, rtp=True)
+    a.enroll(srv.token_create("fleet"))
+    a.start()
+    h = wait_synced(srv, ["watched"])["watched"]
+    check(h["status"] == "Warning" and [r["reason"] for r in h["reasons"]] == ["databases_outdated"],
+          "before: %s %r" % (h["status"], h["reasons"]))
+    pidfile = a.state.parent / "clamonacc.pid"
+    check(pidfile.exists(), "the harness has no clamonacc pid file at %s" % pidfile)
+
+    def kinds():
+        rows = srv.sql("SELECT e.kind FROM events e JOIN hosts h ON h.id = e.host_id WHERE h.uid = '%s'" % a.uid)
+        return [r[0] for r in rows]
+
+    def reasons():
+        return [r["reason"] for r in srv.hosts_by_name()["watched"]["reasons"]]
+
+    # clamonacc stops: a pid file naming a process that is gone
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    t0 = time.monotonic()
+    pidfile.write_text("%d\n" % gone.pid)
+    wait_until(lambda: "rtp_off" in reasons() or None, 25, "rtp_off after clamonacc stopped")
+    took = time.monotonic() - t0
+    check("rtp_stopped" in kinds(), "no rtp_stopped event stored: %r" % kinds())
+    check(srv.hosts_by_name()["watched"]["status"] == "Critical", "rtp off is not Critical")
+    print("    clamonacc stopped -> rtp_off: %.1f s" % took)
+
+    pidfile.write_text("%d\n" % os.getpid())
+    wait_until(lambda: "rtp_off" not in reasons() or None, 25, "rtp_off gone after clamonacc started")
+    check("rtp_started" in kinds(), "no rtp_started event stored: %r" % kinds())
+
+    # freshclam brought new databases
+    t0 = time.monotonic()
+    (a.clamdb / "daily.cld").write_bytes(clamav_header(int(time.time()), version=27001))
+    wait_until(lambda: srv.hosts_by_name()["watched"]["status"] == "OK" or None, 25,
+               "status OK after the databases were updated")
+    print("    databases updated -> OK: %.1f s" % (time.monotonic() - t0))
+    check("databases_updated" in kinds(), "no databases_updated event stored: %r" % kinds())
+    av = srv.hosts_by_name()["watched"]["antivirus"][0]
+    check(av["db_version"] == 27001, "db_version after the update: %r" % av)
+    check(a.log_count("synced with the server") >= 4, "the agent did not sync after each change")
+
+
+def _recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise TestFailure("the server closed the connection")
+        buf += chunk
+    return buf
+
+
+def test_event_refused_alone(ctx):
+    """An events message (from a client speaking the protocol itself) with
+    an event the server cannot take (a message of 2000 bytes) next to a
+    good one of 60 KB: the good one is stored and acknowledged, the bad one
+    is named with its reason in the ack's "refused" and logged, and nothing
+    else of the message is lost."""
+    srv = ctx.server(sync_interval=None).start()
+    a = ctx.agent(srv, "raw", keep=False)
+    a.enroll(srv.token_create("fleet"))
+    now = int(time.time())
+    good = {"id": os.urandom(16).hex(), "time": now, "severity": "info", "kind": "test",
+            "message": "good", "data": {"blob": "y" * 60000}}
+    bad = dict(good, id=os.urandom(16).hex(), message="z" * 2000)
+    raw = socket.create_connection(("127.0.0.1", srv.listen_port), timeout=10)
+    s = _tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
+    try:
+        body = json.dumps({"type": "events", "events": [bad, good]}).encode()
+        s.sendall(struct.pack(">I", len(body)) + body)
+        deadline = time.monotonic() + 20
+        ack = None
+        while ack is None and time.monotonic() < deadline:
+            (n,) = struct.unpack(">I", _recv_exact(s, 4))
+            msg = json.loads(_recv_exact(s, n))
+            check(msg.get("type") in ("ack", "sync_now"), "unexpected reply %r" % msg)
+            if msg["type"] == "ack":
+                ack = msg
+    finally:
+        s.close()
+    check(ack is not None, "no ack within 20 s")
+    check(ack["ids"] == [good["id"]], "ack ids %r, expected only the good event" % ack["ids"])
+    refused = ack.get("refused", [])
+    check(len(refused) == 1 and refused[0]["id"] == bad["id"] and "message" in refused[0]["reason"],
+          "ack refused %r" % refused)
+    _, _, stored = db_event_ids(srv, a.uid)
+    check(stored == {good["id"]}, "stored %r" % stored)
+    check(srv.log_count("(%s) refused: event message must" % bad["id"]) == 1, "custosd did not log the refusal")

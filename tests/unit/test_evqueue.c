@@ -488,6 +488,170 @@ test_corrupt(void **state)
 	evq_close(q);
 }
 
+/* Enqueues an event whose "data" holds size bytes of filler; copies its id. */
+static void
+put_big(struct evq *q, size_t size, const char *kind, char id[33])
+{
+	char err[512] = "";
+	char *fill = malloc(size + 1);
+	assert_non_null(fill);
+	memset(fill, 'x', size);
+	fill[size] = '\0';
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:{s:s}}", "severity", "info",
+	    "kind", kind, "message", "big", "data", "fill", fill);
+	free(fill);
+	assert_non_null(ev);
+	if (evq_enqueue(q, ev, err, sizeof(err)) != 0)
+		fail_msg("evq_enqueue: %s", err);
+	str_copy(id, json_string_value(json_object_get(ev, "id")), 33);
+	json_decref(ev);
+}
+
+static size_t
+batch_bytes(json_t *a)
+{
+	size_t n = 0, i;
+	json_t *ev;
+	json_array_foreach(a, i, ev)
+		n += json_dumpb(ev, NULL, 0, JSON_COMPACT) + 1;
+	return n;
+}
+
+/* Batches stop at the byte limit, keep the order, and every event is sent
+ * in exactly one of them. */
+static void
+test_batch_by_size(void **state)
+{
+	struct fx *f = *state;
+	struct evq *q = open_q(f, 100);
+	char ids[31][33];
+	const size_t limit = 1048576 - 256;
+
+	for (int i = 0; i < 30; i++)
+		put_big(q, 60000, "test.big", ids[i]);
+	put(q, 30, ids[30]);
+	/* without a byte limit, one batch would be about 1.8 MB */
+	json_t *all = evq_peek(q, 100);
+	assert_int_equal(json_array_size(all), 31);
+	assert_true(batch_bytes(all) > limit);
+	json_decref(all);
+
+	size_t next = 0, batches = 0;
+	while (next < 31) {
+		json_t *a = evq_peek_batch(q, 100, limit);
+		assert_non_null(a);
+		assert_true(json_array_size(a) > 0);
+		assert_true(batch_bytes(a) <= limit);
+		const char *acks[31];
+		for (size_t i = 0; i < json_array_size(a); i++) {
+			assert_string_equal(ev_id(a, i), ids[next + i]);
+			acks[i] = ev_id(a, i);
+		}
+		assert_int_equal(evq_ack(q, acks, json_array_size(a)), json_array_size(a));
+		next += json_array_size(a);
+		batches++;
+		json_decref(a);
+	}
+	assert_int_equal(batches, 2);
+	assert_int_equal(evq_count(q), 0);
+	assert_int_equal(evq_oversized(q), 0);
+	/* the window still limits the count */
+	for (int i = 0; i < 5; i++)
+		put(q, i, NULL);
+	json_t *a = evq_peek_batch(q, 3, limit);
+	assert_int_equal(json_array_size(a), 3);
+	json_decref(a);
+	evq_close(q);
+}
+
+/* An event larger than a message is set aside in rejected/, counted, and
+ * replaced by a small event_too_large; the events behind it still go. */
+static void
+test_batch_oversized(void **state)
+{
+	struct fx *f = *state;
+	struct evq *q = open_q(f, 100);
+	char small[2][33], big[33], rdir[PATH_MAX];
+
+	put(q, 0, small[0]);
+	put_big(q, 5000, "test.big", big);
+	put(q, 1, small[1]);
+
+	json_t *a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 2);
+	assert_string_equal(ev_id(a, 0), small[0]);
+	assert_string_equal(ev_id(a, 1), small[1]);
+	json_decref(a);
+	assert_int_equal(evq_oversized(q), 1);
+	assert_true(str_fmt(rdir, sizeof(rdir), "%s/rejected", f->dir) > 0);
+	assert_int_equal(count_files(rdir, big), 1);
+	assert_int_equal(count_files(f->dir, big), 0);
+	/* the two small ones and the report */
+	assert_int_equal(evq_count(q), 3);
+	a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 3);
+	json_t *rep = json_array_get(a, 2);
+	assert_string_equal(json_string_value(json_object_get(rep, "kind")), "event_too_large");
+	assert_string_equal(json_string_value(json_object_get(rep, "severity")), "error");
+	json_t *d = json_object_get(rep, "data");
+	assert_string_equal(json_string_value(json_object_get(d, "id")), big);
+	assert_string_equal(json_string_value(json_object_get(d, "kind")), "test.big");
+	assert_true(json_integer_value(json_object_get(d, "size")) > 5000);
+	assert_int_equal(json_integer_value(json_object_get(d, "limit")), 2048);
+	json_decref(a);
+
+	/* a report that does not fit either is set aside without a new report */
+	a = evq_peek_batch(q, 100, 300);
+	assert_int_equal(json_array_size(a), 2);
+	assert_string_equal(ev_id(a, 0), small[0]);
+	assert_string_equal(ev_id(a, 1), small[1]);
+	json_decref(a);
+	assert_int_equal(evq_oversized(q), 2);
+	assert_int_equal(evq_count(q), 2);
+	assert_int_equal(count_files(rdir, NULL), 2);
+	const char *acks[2] = { small[0], small[1] };
+	assert_int_equal(evq_ack(q, acks, 2), 2);
+	evq_close(q);
+
+	/* the counter persists; rejected/ keeps the newest EVQ_REJECTED_KEEP */
+	q = open_q(f, 1000);
+	assert_int_equal(evq_oversized(q), 2);
+	for (int i = 0; i < EVQ_REJECTED_KEEP + 5; i++)
+		put_big(q, 300, "event_too_large", big);
+	a = evq_peek_batch(q, 1000, 200);
+	assert_int_equal(json_array_size(a), 0);
+	assert_int_equal(evq_count(q), 0);
+	json_decref(a);
+	assert_int_equal(count_files(rdir, NULL), EVQ_REJECTED_KEEP);
+	assert_int_equal(count_files(rdir, big), 1);
+	assert_int_equal(evq_oversized(q), 2 + EVQ_REJECTED_KEEP + 5);
+	evq_close(q);
+}
+
+/* An event the server refused is set aside by id; the others stay. */
+static void
+test_reject_id(void **state)
+{
+	struct fx *f = *state;
+	struct evq *q = open_q(f, 100);
+	char ids[3][33], rdir[PATH_MAX];
+
+	for (int i = 0; i < 3; i++)
+		put(q, i, ids[i]);
+	assert_int_equal(evq_reject_id(q, ids[1], "the server refused it"), 0);
+	assert_int_equal(evq_reject_id(q, ids[1], "again"), -1);
+	assert_int_equal(evq_reject_id(q, "not an id", "bad"), -1);
+	assert_int_equal(evq_count(q), 2);
+	assert_true(str_fmt(rdir, sizeof(rdir), "%s/rejected", f->dir) > 0);
+	assert_int_equal(count_files(rdir, ids[1]), 1);
+	json_t *a = evq_peek(q, 10);
+	assert_int_equal(json_array_size(a), 2);
+	assert_string_equal(ev_id(a, 0), ids[0]);
+	assert_string_equal(ev_id(a, 1), ids[2]);
+	json_decref(a);
+	evq_close(q);
+}
+
 static void
 test_stale_tmp(void **state)
 {
@@ -632,6 +796,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_by_size, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_oversized, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reject_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clock_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_make_event, setup, teardown),
