@@ -319,12 +319,16 @@ struct events_ctx {
 	struct conn *c;
 	json_t *ids;
 	json_t *refused;          /* [{id, reason}] of events not stored, or NULL */
-	bool posture_changed;     /* the batch reports a change of a posture fact */
 };
 
-/* Event kinds that say a fact of the host's posture changed: once they are
- * committed the agent is asked for its posture at once, so that status,
- * NAC token and CoA follow within seconds, not at the next regular sync. */
+/* Event kinds that say a fact of the host's posture changed: when they
+ * arrive the agent is asked for its posture at once, so that status, NAC
+ * token and CoA follow within milliseconds, not at the next regular sync
+ * (the agent counts a threat before it queues the event). Asked on arrival,
+ * not on commit: the status and token live in memory and must not wait
+ * for a database that is away; and the request goes out before the ack, as
+ * an agent without a kept connection closes it once nothing it sent waits
+ * for an answer. */
 static bool
 kind_changes_posture(const char *kind)
 {
@@ -341,14 +345,6 @@ events_done(void *arg, int rc, const char *err)
 {
 	struct events_ctx *e = arg;
 	struct server *srv = e->c->lis->srv;
-	/* sync_now before the ack: an agent without a kept connection closes
-	 * it once nothing it sent is waiting for an answer. Also before a nack
-	 * (the database is away): the status and NAC token live in memory and
-	 * must not wait for the database to come back. */
-	if (e->posture_changed) {
-		log_debug("agent", "%s: a posture fact changed; asking for a sync", e->c->peer);
-		conn_send(e->c, json_pack("{s:s}", "type", "sync_now"));
-	}
 	if (rc == 0) {
 		srv->stats.events_acked += json_array_size(e->ids);
 		json_t *ack = json_pack("{s:s, s:O}", "type", "ack", "ids", e->ids);
@@ -472,10 +468,15 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 		return;
 	}
 	e->refused = refused;
+	bool posture_changed = false;
 	json_array_foreach(events, i, ev) {
 		json_array_append(ids, json_object_get(ev, "id"));
 		if (kind_changes_posture(json_string_value(json_object_get(ev, "kind"))))
-			e->posture_changed = true;
+			posture_changed = true;
+	}
+	if (posture_changed) {
+		log_debug("agent", "%s: a posture fact changed; asking for a sync", c->peer);
+		conn_send(c, json_pack("{s:s}", "type", "sync_now"));
 	}
 	e->c = c;
 	e->ids = ids;

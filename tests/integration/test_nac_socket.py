@@ -336,3 +336,38 @@ def test_nac_socket_protocol(ctx):
 
     srv.stop()
     check(not os.path.exists(sock), "the socket %s is left after the stop" % sock)
+
+
+def test_nac_threat_while_database_down(ctx):
+    """With MariaDB stopped, an agent (product defaults: 900 s syncs, no kept
+    connection) reports a threat: the events cannot be stored (nack), yet
+    the host's NAC token turns Infected within seconds, because custosd asks
+    the agent for a sync before the nack; once MariaDB is back the threat is
+    stored."""
+    group, _ = other_group()
+    sock = ctx.dir / "nac.sock"
+    srv = ctx.server(sync_interval=None, extra_conf=nac_conf(sock, group)).start()
+    token = srv.token_create("nac", max_uses=1)
+    a = ctx.agent(srv, "victim", keep=False, db_age_days=0.1, rtp=True)
+    a.enroll(token)
+    a.start()
+    nac = Nac(sock)
+    wait_until(lambda: nac.ask({"cn": a.uid}).get("token") == "Healthy", 30, "the host to be Healthy")
+    ctx.mariadb.stop()
+    try:
+        wait_until(lambda: srv.status()["database"] != "up", 30, "custosd to notice the database is down")
+        t0 = time.monotonic()
+        eid = a.event("Eicar-Test-Signature FOUND in /tmp/eicar.com", severity="critical", kind="threat_found")
+        r = wait_until(lambda: (lambda r: r if r.get("token") == "Infected" else None)(
+            nac.ask({"cn": a.uid})), 15, "the token to turn Infected while the database is down")
+        took = time.monotonic() - t0
+        expect(r, "Infected", host=a.name)
+        check(took < 10, "the threat reached NAC %.1f s after it was reported" % took)
+        check(a.log_count("could not store events yet") > 0 or a.queued() > 0,
+              "the event was not held back while the database was down")
+    finally:
+        ctx.mariadb.start()
+    wait_until(lambda: srv.status()["database"] == "up", 30, "custosd to report the database up")
+    wait_until(lambda: srv.sql("SELECT COUNT(*) FROM events WHERE event_uid = '%s'" % eid) == [["1"]],
+               30, "the threat to be stored once the database is back")
+    nac.close()
