@@ -273,8 +273,13 @@ def test_connections_per_address(ctx):
         for s in held:
             s.close()
     # once they are gone the address may connect again
-    s = _tls(_connect(srv.listen_port, source="127.0.0.2"))
-    s.close()
+    def let_in():
+        try:
+            _tls(_connect(srv.listen_port, source="127.0.0.2")).close()
+            return True
+        except (OSError, ssl.SSLError):
+            return False
+    wait_until(let_in, 10, "a TLS handshake from 127.0.0.2 after its connections closed")
 
 
 def test_file_limit(ctx):
