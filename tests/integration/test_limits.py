@@ -3,6 +3,7 @@ custosd before and after it authenticates (a ping flood without reading,
 connections per address) and custosd under a low open-file limit. ctx is a
 harness.Ctx."""
 
+import json
 import os
 import resource
 import socket
@@ -56,9 +57,11 @@ def _tls(sock, cert=None, key=None):
     return c.wrap_socket(sock, server_hostname="localhost")
 
 
-def _connect(port, source="127.0.0.1", timeout=5):
+def _connect(port, source="127.0.0.1", timeout=5, sndbuf=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
+    if sndbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     s.bind((source, 0))
     s.connect(("127.0.0.1", port))
     return s
@@ -75,6 +78,114 @@ def _is_closed(sock):
         return True
     finally:
         sock.settimeout(5)
+
+
+class _BioClient:
+    """TLS over a non-blocking socket through memory BIOs: every ping handed
+    to write() reaches the server once flushed, so the test knows exactly
+    how many it sent even when the server stops reading."""
+
+    def __init__(self, port, cert, key):
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.check_hostname = False
+        c.verify_mode = ssl.CERT_NONE
+        c.load_cert_chain(cert, key)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = c.wrap_bio(self.inc, self.out, server_hostname="localhost")
+        # a small send buffer: the server's stop shows after fewer pings
+        self.sock = _connect(port, sndbuf=64 * 1024)
+        self.sock.setblocking(False)
+        self.pending = b""   # ciphertext not yet taken by the socket
+        self.plain = b""     # received plaintext not yet split into frames
+        self.seen = {}       # frame body -> its type
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.pump()
+                check(time.monotonic() < deadline, "TLS handshake with a client certificate timed out")
+                time.sleep(0.01)
+        self.pump()
+
+    def pump(self, read=True):
+        """Moves ciphertext without blocking (to the server; from it too when
+        read); True when the socket took everything we had to send."""
+        self.pending += self.out.read()
+        while self.pending:
+            try:
+                n = self.sock.send(self.pending)
+            except BlockingIOError:
+                break
+            self.pending = self.pending[n:]
+        while read:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            if not data:
+                raise TestFailure("the server closed the connection")
+            self.inc.write(data)
+        while read:
+            try:
+                self.plain += self.tls.read(1 << 16)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+        return not self.pending
+
+    def frames(self):
+        """Takes the whole frames received so far; returns their types."""
+        types = []
+        off = 0
+        while len(self.plain) - off >= 4:
+            n = struct.unpack_from(">I", self.plain, off)[0]
+            if len(self.plain) - off < 4 + n:
+                break
+            body = bytes(self.plain[off + 4:off + 4 + n])
+            if body not in self.seen:  # 400,000 equal pongs: parse each kind once
+                self.seen[body] = json.loads(body)["type"]
+            types.append(self.seen[body])
+            off += 4 + n
+        self.plain = self.plain[off:]
+        return types
+
+
+def _throttle_and_resume(port, cert, key):
+    """An authenticated client sends pings without reading until the server
+    stops reading them, then reads: every ping gets its pong, in order, and
+    the connection goes on. Returns (pings, seconds until the sends stalled)."""
+    cl = _BioClient(port, cert, key)
+    chunk = PING * 256
+    sent = 0
+    t0 = time.monotonic()
+    stalled_since = None
+    while True:
+        if cl.pump(read=False):
+            cl.tls.write(chunk)
+            sent += 256
+            stalled_since = None
+            check(time.monotonic() - t0 < 60, "after %d pings (%.1f MB) the server still read everything "
+                  "we sent without our reading its replies" % (sent, sent * len(PING) / 1e6))
+            continue
+        stalled_since = stalled_since or time.monotonic()
+        if time.monotonic() - stalled_since > 1.0:
+            break
+        time.sleep(0.01)
+    stalled_after = stalled_since - t0
+    pongs = 0
+    deadline = time.monotonic() + 60
+    while pongs < sent:
+        cl.pump()
+        types = cl.frames()
+        check(all(t == "pong" for t in types), "unexpected replies %r" % sorted(set(types)))
+        pongs += len(types)
+        check(time.monotonic() < deadline, "%d of %d pongs after 60 s of reading" % (pongs, sent))
+        if not types:
+            time.sleep(0.005)
+    check(pongs == sent, "%d pongs for %d pings" % (pongs, sent))
+    cl.sock.close()
+    return sent, stalled_after
 
 
 class _Flooder(threading.Thread):
@@ -130,7 +241,8 @@ def test_ping_flood(ctx):
     reads is cut off at its first ping; an authenticated one that does the
     same is not read beyond a bounded buffer and is cut off after
     listen.write_timeout. custosd's RSS stays bounded while real agents
-    enroll, sync and get their events acknowledged."""
+    enroll, sync and get their events acknowledged. One that stops reading
+    and then reads again gets every pong."""
     srv = ctx.server(sync_interval=None)
     # the test is about listen.write_timeout (default 30 s): short, so that
     # the authenticated flooder is cut off within the flood
@@ -204,6 +316,14 @@ def test_ping_flood(ctx):
     check(1 <= lines <= 20, "%d log line(s) about %d refused unauthenticated flooder(s)"
           % (lines, len(unauth.cuts)))
     check(srv.log_count("has not taken our replies") >= 1, "no log line about the stalled flooder")
+
+    # a client that stops reading for a while and then reads loses nothing:
+    # reading resumes when its replies drain, with the frames already buffered
+    stalled0 = c["stalled"]
+    pings, after = _throttle_and_resume(srv.listen_port, evil.state / "agent.pem", evil.state / "agent.key")
+    print("ping flood: a client that did not read was stopped after %d pings (%.1f s); all answered "
+          "once it read" % (pings, after))
+    check(srv.status()["counters"]["stalled"] == stalled0, "the client that read again was closed as stalled")
 
 
 def test_enroll_deadline(ctx):
