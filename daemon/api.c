@@ -440,7 +440,7 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "transition", (json_int_t)nac[NAC_TRANSITION], "quarantine", (json_int_t)nac[NAC_QUARANTINE],
 	    "infected", (json_int_t)nac[NAC_INFECTED], "unknown", (json_int_t)nac[NAC_UNKNOWN]);
 	api_reply(req, 200, json_pack("{s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I,"
-	    " s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:o}",
 	    "version", CUSTOS_VERSION, "uptime", (json_int_t)(now_s() - s->started),
 	    "database", db_state_name(db_state(s->db)), "server_fingerprint", s->pki.server_fp,
@@ -456,6 +456,10 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "refused_limit", (json_int_t)s->stats.conns_rejected_limit,
 	    "tls_failures", (json_int_t)s->stats.conns_failed_tls,
 	    "bad_frames", (json_int_t)s->stats.conns_bad_frames,
+	    "refused_address", (json_int_t)s->stats.conns_rejected_address,
+	    "unauthenticated_closed", (json_int_t)s->stats.conns_preauth_closed,
+	    "stalled", (json_int_t)s->stats.conns_stalled,
+	    "accept_paused", (json_int_t)s->stats.accept_pauses,
 	    "enrolled", (json_int_t)s->stats.enrolls_ok, "enroll_refused", (json_int_t)s->stats.enrolls_refused,
 	    "syncs", (json_int_t)s->stats.syncs, "events_received", (json_int_t)s->stats.events_received,
 	    "events_acked", (json_int_t)s->stats.events_acked,

@@ -24,6 +24,15 @@ const struct conf_key custosd_schema[] = {
 	{ "listen.idle_timeout", CONF_INT, "600", 5, 86400, false,
 	  "seconds without a message before a connection is closed" },
 	{ "listen.max_frame", CONF_INT, "1048576", 1024, 67108864, false, "largest agent message in bytes" },
+	{ "listen.enroll_timeout", CONF_INT, "10", 1, 300, false,
+	  "seconds after the TLS handshake in which a client without a certificate must send its "
+	  "enroll (the only message it may send)" },
+	{ "listen.write_timeout", CONF_INT, "30", 1, 3600, false,
+	  "seconds a peer may leave our replies unread (while they pile up beyond one listen.max_frame "
+	  "its messages are not read) before its connection is closed" },
+	{ "listen.max_unauthenticated_per_address", CONF_INT, "64", 1, 1000000, false,
+	  "connections from one IP address in the TLS handshake or without a client certificate "
+	  "at most (agents behind one NAT that reconnect at once retry later)" },
 
 	{ "api.address", CONF_STRING, "127.0.0.1", 0, 0, false, "console API address" },
 	{ "api.port", CONF_INT, "13299", 1, 65535, false, "console API port (HTTPS)" },

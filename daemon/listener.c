@@ -29,10 +29,16 @@
 #include "server.h"
 #include "store.h"
 #include "tls.h"
+#include "hmap.h"
 #include "util.h"
 
 #define MAX_EVENTS_PER_MSG 1000
 #define AGENT_CERT_DAYS 3650
+/* Before authentication only one enroll (token, CSR, host name: about 1 KiB)
+ * may come; a larger frame there is abuse. */
+#define PREAUTH_MAX_FRAME (16 * 1024)
+/* accept() out of file descriptors: how long the listener pauses */
+#define ACCEPT_PAUSE_MS 250
 
 struct conn {
 	struct listener *lis;
@@ -42,10 +48,26 @@ struct conn {
 	char ip[64];
 	char uid[33];             /* CN of a verified client certificate, "" if none */
 	struct host *host;
+	struct event *deadline;   /* handshake, enroll or stalled-output deadline */
 	int refs;                 /* pending asynchronous replies */
 	bool dead;                /* socket gone; struct kept for pending replies */
 	bool closing;             /* flush the output, then close */
 	bool handshaken;
+	bool preauth;             /* counted in the listener's per-address table */
+	bool enroll_seen;         /* no certificate: its one enroll came, nothing may follow */
+	bool throttled;           /* reading paused until the output drains */
+};
+
+/* unauthenticated connections of one client address */
+struct addr_count {
+	char ip[64];
+	size_t n;
+};
+
+/* one log line a second at most per kind of refusal */
+struct ratelog {
+	int64_t last;
+	uint64_t quiet;           /* not logged since the last line */
 };
 
 struct listener {
@@ -55,11 +77,58 @@ struct listener {
 	struct conn *conns;
 	size_t nconns, max_conns;
 	size_t max_frame;
-	int handshake_timeout, idle_timeout;
-	int64_t last_limit_log;
+	size_t out_high, out_low;  /* output bytes: stop reading above, resume at or below */
+	size_t max_preauth_per_addr;
+	int handshake_timeout, idle_timeout, enroll_timeout, write_timeout;
+	struct hmap *preauth;      /* ip -> struct addr_count */
+	struct event *accept_resume;
+	struct ratelog log_limit, log_addr, log_preauth, log_stalled, log_accept, log_hs_timeout, log_hs_eof;
 };
 
+static size_t
+preauth_max_frame(const struct listener *l)
+{
+	return l->max_frame < PREAUTH_MAX_FRAME ? l->max_frame : PREAUTH_MAX_FRAME;
+}
+
+/* true when a line may be logged now; *quiet then holds how many were not */
+static bool
+ratelog_ok(struct ratelog *r, uint64_t *quiet)
+{
+	int64_t now = now_s();
+	if (now == r->last) {
+		r->quiet++;
+		return false;
+	}
+	r->last = now;
+	*quiet = r->quiet;
+	r->quiet = 0;
+	return true;
+}
+
 static void conn_close(struct conn *c);
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+
+/* Reading stops while more than out_high bytes of replies wait for the peer
+ * (conn_write_cb resumes it at out_low), so a peer that sends and never reads
+ * costs us a bounded buffer; one that takes nothing for write_timeout is
+ * closed (conn_deadline_cb, or the bufferevent's write timeout). */
+static void
+conn_check_output(struct conn *c)
+{
+	struct listener *l = c->lis;
+	if (c->dead || c->throttled || evbuffer_get_length(bufferevent_get_output(c->bev)) <= l->out_high)
+		return;
+	c->throttled = true;
+	bufferevent_disable(c->bev, EV_READ);
+	/* an unauthenticated connection keeps its enrolment deadline */
+	if (!c->preauth) {
+		struct timeval tv = { l->write_timeout, 0 };
+		event_add(c->deadline, &tv);
+	}
+	log_debug("agent", "%s: %zu byte(s) of replies waiting: not reading until they drain", c->peer,
+	    evbuffer_get_length(bufferevent_get_output(c->bev)));
+}
 
 static void
 conn_unref(struct conn *c)
@@ -79,6 +148,7 @@ conn_send(struct conn *c, json_t *msg)
 	if (frame_encode(bufferevent_get_output(c->bev), msg, c->lis->max_frame, err, sizeof(err)) < 0)
 		log_warnx("agent", "%s: reply not sent: %s", c->peer, err);
 	json_decref(msg);
+	conn_check_output(c);
 	fleet_note_agent_work(c->lis->srv->fleet);
 }
 
@@ -524,16 +594,46 @@ conn_dispatch(struct conn *c, json_t *msg)
 
 /* ---- libevent callbacks ---- */
 
+/* Before authentication (no client certificate) a connection may send one
+ * enroll and nothing else; false (the connection is closing) when msg is
+ * refused. An enroll on any connection is the last message read from it. */
+static bool
+conn_admit(struct conn *c, json_t *msg)
+{
+	struct listener *l = c->lis;
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	uint64_t quiet;
+
+	if (type && strcmp(type, "enroll") == 0) {
+		c->enroll_seen = true;
+		/* the reply waits for the commit; its flush is bounded by the
+		 * write timeout */
+		event_del(c->deadline);
+		return true;
+	}
+	if (c->uid[0] != '\0')
+		return true;
+	l->srv->stats.conns_preauth_closed++;
+	if (ratelog_ok(&l->log_preauth, &quiet))
+		log_warnx("agent", "%s: closing: \"%.32s\" without a client certificate, where only one "
+		    "enroll may come (%llu more such connection(s) closed since the last line)", c->peer,
+		    type ? type : "(no type)", (unsigned long long)quiet);
+	conn_error(c, "not_enrolled", "this connection has no client certificate: it may only enroll "
+	    "(custos-agent --server HOST --token TOKEN)", true);
+	return false;
+}
+
 static void
 conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t max = c->uid[0] != '\0' ? c->lis->max_frame : preauth_max_frame(c->lis);
 	char err[256];
 
-	while (!c->dead && !c->closing) {
+	while (!c->dead && !c->closing && !c->throttled && !c->enroll_seen) {
 		json_t *msg;
-		enum frame_rc rc = frame_decode(in, c->lis->max_frame, &msg, err, sizeof(err));
+		enum frame_rc rc = frame_decode(in, max, &msg, err, sizeof(err));
 		if (rc == FRAME_NEED_MORE)
 			return;
 		if (rc != FRAME_OK) {
@@ -545,22 +645,38 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		fleet_note_agent_work(c->lis->srv->fleet);
 		/* the handler may close the connection: keep the struct alive */
 		c->refs++;
-		conn_dispatch(c, msg);
+		if (conn_admit(c, msg))
+			conn_dispatch(c, msg);
 		json_decref(msg);
 		bool gone = c->dead;
 		conn_unref(c);
-		/* an enrolment waits for its commit before reading on */
+		/* an enrolment waits for its commit before reading on; a
+		 * throttled connection waits for its output to drain */
 		if (gone || !(bufferevent_get_enabled(bev) & EV_READ))
 			return;
 	}
 }
 
+/* Called whenever a write leaves out_low bytes or fewer waiting. */
 static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
-	if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+	if (c->closing && left == 0) {
 		conn_close(c);
+		return;
+	}
+	if (!c->throttled || left > c->lis->out_low)
+		return;
+	c->throttled = false;
+	if (!c->preauth)
+		event_del(c->deadline);
+	if (c->closing || c->enroll_seen)
+		return;
+	bufferevent_enable(bev, EV_READ);
+	/* whole frames may be buffered already: no read event would come */
+	conn_read_cb(bev, c);
 }
 
 static void
@@ -585,6 +701,35 @@ conn_tls_errors(struct conn *c, char *buf, size_t len)
 		str_copy(buf, errno ? strerror(errno) : "connection closed", len);
 }
 
+/* The connection no longer counts against its address's unauthenticated
+ * connections. */
+static void
+preauth_release(struct conn *c)
+{
+	struct listener *l = c->lis;
+	if (!c->preauth)
+		return;
+	c->preauth = false;
+	struct addr_count *ac = hmap_get(l->preauth, c->ip);
+	if (ac && --ac->n == 0)
+		free(hmap_del(l->preauth, c->ip));
+}
+
+/* Logs (rate-limited) and counts a connection closed because the peer takes
+ * none of our replies. */
+static void
+conn_stalled(struct conn *c)
+{
+	struct listener *l = c->lis;
+	uint64_t quiet;
+	l->srv->stats.conns_stalled++;
+	if (ratelog_ok(&l->log_stalled, &quiet))
+		log_warnx("agent", "%s: closing: the peer has not taken our replies for %d s (%zu byte(s) "
+		    "waiting; listen.write_timeout; %llu more such connection(s) closed since the last line)",
+		    c->peer, l->write_timeout, c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0,
+		    (unsigned long long)quiet);
+}
+
 static void
 conn_handshaken(struct conn *c)
 {
@@ -594,8 +739,46 @@ conn_handshaken(struct conn *c)
 		c->uid[0] = '\0';
 	log_debug("agent", "%s: TLS %s established%s%s", c->peer, SSL_get_version(ssl),
 	    c->uid[0] ? ", host " : " (no client certificate)", c->uid);
-	struct timeval idle = { c->lis->idle_timeout, 0 };
-	bufferevent_set_timeouts(c->bev, &idle, NULL);
+	struct listener *l = c->lis;
+	struct timeval idle = { l->idle_timeout, 0 }, wr = { l->write_timeout, 0 };
+	if (c->uid[0] != '\0') {
+		/* authenticated: no longer counted against its address */
+		preauth_release(c);
+		event_del(c->deadline);
+		bufferevent_setwatermark(c->bev, EV_READ, 0, l->max_frame + FRAME_HDR_LEN);
+		bufferevent_set_timeouts(c->bev, &idle, &wr);
+	} else {
+		struct timeval tv = { l->enroll_timeout, 0 };
+		event_add(c->deadline, &tv);
+		bufferevent_set_timeouts(c->bev, NULL, &wr);
+	}
+}
+
+/* The connection's deadline: the TLS handshake (listen.handshake_timeout),
+ * an enroll without a certificate (listen.enroll_timeout), or output that
+ * does not drain (listen.write_timeout). */
+static void
+conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct listener *l = c->lis;
+	uint64_t quiet;
+	(void)fd;
+	(void)what;
+	if (!c->handshaken) {
+		if (ratelog_ok(&l->log_hs_timeout, &quiet))
+			log_info("agent", "%s: closing: TLS handshake timeout (%llu more since the last line)",
+			    c->peer, (unsigned long long)quiet);
+	} else if (c->preauth) {
+		l->srv->stats.conns_preauth_closed++;
+		if (ratelog_ok(&l->log_preauth, &quiet))
+			log_warnx("agent", "%s: closing: no enroll within %d s on a connection without a client "
+			    "certificate (listen.enroll_timeout; %llu more such connection(s) closed since the "
+			    "last line)", c->peer, l->enroll_timeout, (unsigned long long)quiet);
+	} else {
+		conn_stalled(c);
+	}
+	conn_close(c);
 }
 
 static void
@@ -607,7 +790,9 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		conn_handshaken(c);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+		conn_stalled(c);
+	} else if (what & BEV_EVENT_TIMEOUT) {
 		log_info("agent", "%s: closing: %s timeout", c->peer, c->handshaken ? "idle" : "TLS handshake");
 	} else if (what & BEV_EVENT_ERROR) {
 		char buf[512];
@@ -622,9 +807,12 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* bytes left while reading is on: the peer stopped mid-frame */
 		size_t partial = (bufferevent_get_enabled(c->bev) & EV_READ) ?
 		    evbuffer_get_length(bufferevent_get_input(c->bev)) : 0;
-		if (!c->handshaken)
-			log_warnx("agent", "%s: closed during the TLS handshake", c->peer);
-		else if (partial > 0) {
+		uint64_t quiet;
+		if (!c->handshaken) {
+			if (ratelog_ok(&c->lis->log_hs_eof, &quiet))
+				log_warnx("agent", "%s: closed during the TLS handshake (%llu more since the last "
+				    "line)", c->peer, (unsigned long long)quiet);
+		} else if (partial > 0) {
 			c->lis->srv->stats.conns_bad_frames++;
 			log_warnx("agent", "%s: closed in the middle of a frame (%zu byte(s) of it received)",
 			    c->peer, partial);
@@ -641,6 +829,9 @@ conn_close(struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	preauth_release(c);
+	event_free(c->deadline);
+	c->deadline = NULL;
 	if (c->host && c->host->conn == c)
 		c->host->conn = NULL;
 	if (c->prev)
@@ -674,25 +865,53 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
 		port = ntohs(s6->sin6_port);
 	}
+	uint64_t quiet;
 	if (l->nconns >= l->max_conns) {
 		l->srv->stats.conns_rejected_limit++;
-		int64_t now = now_s();
-		if (now != l->last_limit_log) {
-			l->last_limit_log = now;
+		if (ratelog_ok(&l->log_limit, &quiet))
 			log_warnx("agent", "%s:%d: refused: connection limit of %zu reached "
-			    "(listen.max_connections)", ip, port, l->max_conns);
-		}
+			    "(listen.max_connections; %llu more refused since the last line)", ip, port,
+			    l->max_conns, (unsigned long long)quiet);
 		evutil_closesocket(fd);
 		return;
+	}
+	/* Until its handshake shows a valid certificate a connection counts
+	 * against its address: one client cannot take every slot. */
+	struct addr_count *ac = hmap_get(l->preauth, ip);
+	if (ac && ac->n >= l->max_preauth_per_addr) {
+		l->srv->stats.conns_rejected_address++;
+		if (ratelog_ok(&l->log_addr, &quiet))
+			log_warnx("agent", "%s:%d: refused: %zu unauthenticated connections from %s already "
+			    "(listen.max_unauthenticated_per_address; %llu more refused since the last line)",
+			    ip, port, ac->n, ip, (unsigned long long)quiet);
+		evutil_closesocket(fd);
+		return;
+	}
+	if (ac == NULL) {
+		if ((ac = calloc(1, sizeof(*ac))) == NULL) {
+			evutil_closesocket(fd);
+			return;
+		}
+		str_copy(ac->ip, ip, sizeof(ac->ip));
+		if (hmap_put(l->preauth, ac->ip, ac, NULL) < 0) {
+			free(ac);
+			evutil_closesocket(fd);
+			return;
+		}
 	}
 	/* replies go out at once, not after the peer's delayed ACK */
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct conn *c = calloc(1, sizeof(*c));
 	SSL *ssl = SSL_new(l->ctx);
-	if (c == NULL || ssl == NULL) {
+	if (c == NULL || ssl == NULL ||
+	    (c->deadline = evtimer_new(l->srv->base, conn_deadline_cb, c)) == NULL) {
+		if (c && c->deadline)
+			event_free(c->deadline);
 		free(c);
 		SSL_free(ssl);
+		if (ac->n == 0)
+			free(hmap_del(l->preauth, ip));
 		evutil_closesocket(fd);
 		return;
 	}
@@ -704,9 +923,14 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	if (c->bev == NULL) {
 		SSL_free(ssl);
 		evutil_closesocket(fd);
+		event_free(c->deadline);
 		free(c);
+		if (ac->n == 0)
+			free(hmap_del(l->preauth, ip));
 		return;
 	}
+	ac->n++;
+	c->preauth = true;
 	/* bufferevent_openssl would otherwise hide a peer's unclean close */
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
 	c->next = l->conns;
@@ -715,24 +939,74 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	l->conns = c;
 	l->nconns++;
 	l->srv->stats.conns_accepted++;
+	/* the handshake has a deadline, not an inactivity timeout: a slow
+	 * trickle of bytes does not keep it going */
 	struct timeval hs = { l->handshake_timeout, 0 };
-	bufferevent_set_timeouts(c->bev, &hs, &hs);
-	/* never buffer more than one maximal frame per connection */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, l->max_frame + FRAME_HDR_LEN);
+	event_add(c->deadline, &hs);
+	/* never buffer more than one maximal frame per connection (before
+	 * authentication: one enroll); the write callback runs at out_low */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, preauth_max_frame(l) + FRAME_HDR_LEN);
+	bufferevent_setwatermark(c->bev, EV_WRITE, l->out_low, 0);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(l->evl);
+}
+
+static void
 accept_error_cb(struct evconnlistener *evl, void *arg)
 {
-	(void)evl;
+	struct listener *l = arg;
+	int err = errno;
+	uint64_t quiet;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		/* The connection stays in the backlog and the listening socket
+		 * stays readable: retrying at once would spin. Pause instead. */
+		struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+		evconnlistener_disable(evl);
+		evtimer_add(l->accept_resume, &tv);
+		l->srv->stats.accept_pauses++;
+		if (ratelog_ok(&l->log_accept, &quiet))
+			log_warnx("agent", "accept failed: %s (%zu agent connection(s) open); not accepting for "
+			    "%d ms (%llu more pause(s) since the last line); raise the open-file limit "
+			    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower listen.max_connections",
+			    strerror(err), l->nconns, ACCEPT_PAUSE_MS, (unsigned long long)quiet);
+		return;
+	}
+	if (ratelog_ok(&l->log_accept, &quiet))
+		log_warnx("agent", "accept failed: %s (%llu more failure(s) since the last line)",
+		    strerror(err), (unsigned long long)quiet);
+}
+
+static void
+free_value(void *value, void *arg)
+{
 	(void)arg;
-	log_warn("agent", "accept failed");
+	free(value);
+}
+
+static void
+listener_free(struct listener *l)
+{
+	if (l->preauth) {
+		hmap_foreach(l->preauth, free_value, NULL);
+		hmap_free(l->preauth);
+	}
+	if (l->accept_resume)
+		event_free(l->accept_resume);
+	SSL_CTX_free(l->ctx);
+	free(l);
 }
 
 struct listener *
-listener_start(struct server *srv, char *err, size_t errlen)
+listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	if (l == NULL) {
@@ -740,13 +1014,26 @@ listener_start(struct server *srv, char *err, size_t errlen)
 		return NULL;
 	}
 	l->srv = srv;
-	l->max_conns = (size_t)conf_int(srv->cfg, "listen.max_connections");
+	l->max_conns = max_conns;
 	l->max_frame = (size_t)conf_int(srv->cfg, "listen.max_frame");
+	/* room for one maximal reply; reading resumes at a quarter of it */
+	l->out_high = l->max_frame + FRAME_HDR_LEN;
+	l->out_low = l->out_high / 4;
+	l->max_preauth_per_addr = (size_t)conf_int(srv->cfg, "listen.max_unauthenticated_per_address");
 	l->handshake_timeout = (int)conf_int(srv->cfg, "listen.handshake_timeout");
 	l->idle_timeout = (int)conf_int(srv->cfg, "listen.idle_timeout");
+	l->enroll_timeout = (int)conf_int(srv->cfg, "listen.enroll_timeout");
+	l->write_timeout = (int)conf_int(srv->cfg, "listen.write_timeout");
+	l->preauth = hmap_new();
+	l->accept_resume = evtimer_new(srv->base, accept_resume_cb, l);
+	if (l->preauth == NULL || l->accept_resume == NULL) {
+		str_fmt(err, errlen, "out of memory");
+		listener_free(l);
+		return NULL;
+	}
 	l->ctx = tls_server_ctx(srv->pki.cert_path, srv->pki.key_path, srv->pki.ca_path, 0, err, errlen);
 	if (l->ctx == NULL) {
-		free(l);
+		listener_free(l);
 		return NULL;
 	}
 	const char *addr = conf_str(srv->cfg, "listen.address");
@@ -757,8 +1044,7 @@ listener_start(struct server *srv, char *err, size_t errlen)
 	str_fmt(spec, sizeof(spec), strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, port);
 	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0) {
 		str_fmt(err, errlen, "listen.address \"%s\" is not an IP address", addr);
-		SSL_CTX_free(l->ctx);
-		free(l);
+		listener_free(l);
 		return NULL;
 	}
 	l->evl = evconnlistener_new_bind(srv->base, accept_cb, l,
@@ -767,12 +1053,12 @@ listener_start(struct server *srv, char *err, size_t errlen)
 	if (l->evl == NULL) {
 		str_fmt(err, errlen, "cannot listen on %s: %s (is another custosd running? "
 		    "change listen.port)", spec, strerror(errno));
-		SSL_CTX_free(l->ctx);
-		free(l);
+		listener_free(l);
 		return NULL;
 	}
 	evconnlistener_set_error_cb(l->evl, accept_error_cb);
-	log_info("agent", "listening for agents on %s (TLS, max %zu connections)", spec, l->max_conns);
+	log_info("agent", "listening for agents on %s (TLS, max %zu connections, %zu unauthenticated "
+	    "per address)", spec, l->max_conns, l->max_preauth_per_addr);
 	return l;
 }
 
@@ -784,8 +1070,7 @@ listener_stop(struct listener *l)
 	evconnlistener_free(l->evl);
 	while (l->conns)
 		conn_close(l->conns);
-	SSL_CTX_free(l->ctx);
-	free(l);
+	listener_free(l);
 }
 
 size_t

@@ -11,6 +11,13 @@
  *
  * Enforces the connection limit, the handshake and idle timeouts and the
  * frame size limit; a misbehaving peer loses its own connection only.
+ * Before authentication (no client certificate) a connection may send one
+ * enroll within listen.enroll_timeout and nothing else, and one address may
+ * hold listen.max_unauthenticated_per_address such connections (handshakes
+ * included). A connection whose replies pile up (more than one maximal
+ * frame) is not read until they drain, and is closed when they do not drain
+ * within listen.write_timeout. accept() out of file descriptors pauses the
+ * listener briefly instead of spinning.
  * Main thread only. */
 #ifndef CUSTOS_LISTENER_H
 #define CUSTOS_LISTENER_H
@@ -21,7 +28,9 @@ struct server;
 struct host;
 struct listener;
 
-struct listener *listener_start(struct server *srv, char *err, size_t errlen);
+/* max_conns: listen.max_connections, or fewer when the open-file limit is
+ * lower (main.c). */
+struct listener *listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen);
 void listener_stop(struct listener *l);
 size_t listener_conn_count(const struct listener *l);
 /* Asks a connected agent to sync now; -1 when it has no live connection. */

@@ -1,12 +1,14 @@
 /* main.c — custosd, the Custos Administration Server: options, start-up,
  * signals and shutdown. Each concern lives in its own file (listener.c,
  * store.c, api.c, wakeup.c, registry.c, status.c). */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <openssl/ssl.h>
@@ -31,6 +33,10 @@
 
 #define MAX_OVERRIDES 64
 #define REEVALUATE_SECONDS 60
+/* file descriptors custosd needs besides agent connections and the NAC
+ * socket's: MariaDB, listeners, console API clients, SNMP, wake-up and CoA
+ * sockets, the event loops' and threads' pipes, files read and written */
+#define FD_RESERVE 64
 
 static void
 usage(FILE *f)
@@ -75,6 +81,65 @@ load_thresholds(struct server *srv)
 	srv->thr.db_critical_days = (int)conf_int(srv->cfg, "status.db_critical_days");
 	srv->thr.not_connected_warning_days = (int)conf_int(srv->cfg, "status.not_connected_warning_days");
 	srv->thr.not_connected_critical_days = (int)conf_int(srv->cfg, "status.not_connected_critical_days");
+}
+
+/* descriptors open now (stdio, log, whatever the parent left us) */
+static size_t
+fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t n = 0;
+	if (d == NULL)
+		return 16;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own */
+}
+
+/* Raises the soft open-file limit (toward the hard one) so that
+ * listen.max_connections agents fit besides everything else; returns how
+ * many agent connections fit, with a warning when that is fewer. */
+static size_t
+agent_conn_limit(const struct conf *cfg)
+{
+	size_t want = (size_t)conf_int(cfg, "listen.max_connections");
+	rlim_t reserve = (rlim_t)(fds_open() + FD_RESERVE);
+	if (conf_bool(cfg, "nac.enabled"))
+		reserve += (rlim_t)conf_int(cfg, "nac.max_connections");
+	rlim_t need = (rlim_t)want + reserve;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("main", "cannot read the open-file limit");
+		return want;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return want;
+	rlim_t target = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+	if (target > rl.rlim_cur) {
+		struct rlimit nr = { target, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &nr) == 0) {
+			log_info("main", "open-file limit raised from %llu to %llu for listen.max_connections = %zu",
+			    (unsigned long long)rl.rlim_cur, (unsigned long long)target, want);
+			rl.rlim_cur = target;
+		} else {
+			log_warn("main", "cannot raise the open-file limit from %llu to %llu",
+			    (unsigned long long)rl.rlim_cur, (unsigned long long)target);
+		}
+	}
+	if (rl.rlim_cur >= need)
+		return want;
+	size_t fit = rl.rlim_cur > 2 * reserve ? (size_t)(rl.rlim_cur - reserve) : (size_t)(rl.rlim_cur / 2);
+	if (fit == 0)
+		fit = 1;
+	log_warnx("main", "the open-file limit is %llu (hard limit %llu): at most %zu agent connections "
+	    "instead of listen.max_connections = %zu; to serve them all, raise the limit to %llu "
+	    "(LimitNOFILE=%llu in custosd's systemd unit, or ulimit -n %llu in the shell that starts it) "
+	    "or lower listen.max_connections", (unsigned long long)rl.rlim_cur,
+	    (unsigned long long)rl.rlim_max, fit, want, (unsigned long long)need,
+	    (unsigned long long)need, (unsigned long long)need);
+	return fit;
 }
 
 /* Cross-key checks the schema cannot express; 0 or -1 with err. */
@@ -345,7 +410,7 @@ main(int argc, char **argv)
 		fatalx("main", "%s", err);
 	if (start_db(&d, err, sizeof(err)) < 0)
 		fatalx("main", "%s", err);
-	if ((srv->lis = listener_start(srv, err, sizeof(err))) == NULL)
+	if ((srv->lis = listener_start(srv, agent_conn_limit(srv->cfg), err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
 	if ((srv->api = api_start(srv, err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);

@@ -27,6 +27,10 @@ struct coa;
 
 struct server_stats {
 	uint64_t conns_accepted, conns_rejected_limit, conns_failed_tls, conns_bad_frames;
+	/* refused: too many unauthenticated connections from one address; closed:
+	 * anything but one enroll before authentication (or no enroll in time),
+	 * replies not taken for listen.write_timeout; accepting paused (no fds) */
+	uint64_t conns_rejected_address, conns_preauth_closed, conns_stalled, accept_pauses;
 	uint64_t enrolls_ok, enrolls_refused, syncs, events_received, events_acked;
 	uint64_t fields_truncated, fields_dropped; /* cut or left out on arrival (bounds.c) */
 };

@@ -49,9 +49,10 @@ pick_port() { # below the ephemeral range, not in use, not in $*
 # bench_custosd LOG MAX_AGENTS [-o key=value ...]: custosd from
 # etc/custosd.conf on $WORK's MariaDB with state in $STATE, agents on
 # $AGENT_PORT and the API on $API_PORT (loopback), room for MAX_AGENTS
-# connections, its log in LOG; sets SRV (its pid, also in PIDS) and CTL (a
-# custosctl command line for it) and waits until the API answers (loading
-# 100,000 hosts takes a while). Needs die().
+# connections (all from 127.0.0.1: the cap on unauthenticated connections per
+# address is raised as well), its log in LOG; sets SRV (its pid, also in
+# PIDS) and CTL (a custosctl command line for it) and waits until the API
+# answers (loading 100,000 hosts takes a while). Needs die().
 bench_custosd() {
 	local log=$1 max=$2 up=0
 	shift 2
@@ -59,7 +60,8 @@ bench_custosd() {
 	    -o database.socket="$WORK/mariadb/mysqld.sock" \
 	    -o database.password_file="$WORK/mariadb/custos.password" \
 	    -o listen.address=127.0.0.1 -o listen.port="$AGENT_PORT" -o api.port="$API_PORT" \
-	    -o listen.max_connections=$((max + 1000)) -o listen.idle_timeout=3600 "$@" \
+	    -o listen.max_connections=$((max + 1000)) -o listen.idle_timeout=3600 \
+	    -o listen.max_unauthenticated_per_address=$((max + 1000)) "$@" \
 	    >"$log" 2>&1 &
 	SRV=$!
 	PIDS+=("$SRV")

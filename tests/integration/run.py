@@ -21,9 +21,10 @@ import test_mgmt  # noqa: E402
 import test_nac_socket  # noqa: E402
 import test_radius  # noqa: E402
 import test_fields  # noqa: E402
+import test_limits  # noqa: E402
 
 # every module whose test_* functions are integration tests
-MODULES = (tests, test_snmp, test_mgmt, test_nac_socket, test_radius, test_fields)
+MODULES = (tests, test_snmp, test_mgmt, test_nac_socket, test_radius, test_fields, test_limits)
 
 TEST_TIME_LIMIT = 150  # seconds; a hung test fails instead of stalling the run
 KEEP = os.environ.get("CUSTOS_KEEP") == "1"  # keep every test's directory
