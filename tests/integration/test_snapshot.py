@@ -12,20 +12,30 @@ from harness import TestFailure, binary, check, wait_synced, wait_until
 from test_nac_socket import Nac, expect, machine_mac, nac_conf, other_group
 
 
-def nac_answers(nac, agents):
+def reported_mac(srv, agent):
+    """A MAC the agent reported (this machine's, read from its posture: on
+    a shared test machine interfaces come and go)."""
+    ifs = srv.ctl_json("host", agent.name)["posture"]["system"]["interfaces"]
+    macs = [i["mac"] for i in ifs if i.get("mac") and i["mac"] != "00:00:00:00:00:00"]
+    check(macs, "the agent reported no MAC: %r" % ifs)
+    return macs[0]
+
+
+def nac_answers(nac, agents, mac):
     """Every way RADIUS identifies the hosts: certificate CN and user name
-    per host, this machine's MAC and 127.0.0.1 (both agents report them;
-    the answer must name one of them with its own token)."""
+    per host, the machine's MAC and 127.0.0.1 (both agents report them)."""
     got = {}
     for n, a in agents.items():
         got["cn:" + n] = nac.ask({"cn": a.uid, "phase": "authorize"})
         got["user:" + n] = nac.ask({"user": "host/%s.example.com" % a.name})
-    got["mac"] = nac.ask({"mac": machine_mac(), "nas_ip": "127.0.0.1", "phase": "authorize"})
+    got["mac"] = nac.ask({"mac": mac, "nas_ip": "127.0.0.1", "phase": "authorize"})
     got["ip"] = nac.ask({"ip": "127.0.0.1"})
     return got
 
 
 def check_answers(got, agents, want, phase):
+    """By CN and user name: the host's own token and profile; by the shared
+    MAC and IP: one of the hosts, with its own token."""
     names = {a.name: n for n, a in agents.items()}
     for n, a in agents.items():
         for how in ("cn", "user"):
@@ -43,15 +53,21 @@ def check_answers(got, agents, want, phase):
             raise TestFailure("%s, by %s: %s" % (phase, how, e))
 
 
+def db_last_seen(srv, agent):
+    return int(srv.sql("SELECT last_seen FROM hosts WHERE uid = '%s'" % agent.uid)[0][0])
+
+
 def test_snapshot_without_database(ctx):
     """An Infected host (threat_found event, then a wake-up and its sync) and
     a Healthy one; custosd stopped, MariaDB stopped, custosd started: the
     console logs in (custosctl status answers with "source": "snapshot" and
     the snapshot's time), the log says it serves from the snapshot and why,
     NAC answers by CN and user name exactly as before the restart (Infected
-    rejected, Healthy admitted), the shared MAC and IP with the answering
-    host's own token, and the host list has both with their status. MariaDB started again: custosd loads it, the status says
-    "database", NAC still answers the same and no host is doubled."""
+    rejected, Healthy admitted), by the shared MAC and IP with the answering
+    host's own token, and the host list has both with their status; the
+    healthy agent syncs meanwhile. MariaDB started again: custosd loads it,
+    the status says "database", NAC answers the same, no host is doubled
+    and the sync made during the outage reaches the host's row."""
     group, _ = other_group()
     sock = ctx.dir / "nac.sock"
     srv = ctx.server(sync_interval=None, extra_conf=nac_conf(sock, group)).start()
@@ -61,14 +77,13 @@ def test_snapshot_without_database(ctx):
         "infected": ctx.agent(srv, "infected", keep=False, db_age_days=0.1, rtp=True),
         "healthy": ctx.agent(srv, "healthy", keep=False, db_age_days=0.1, rtp=True),
     }
+    infected, healthy = agents["infected"], agents["healthy"]
     for a in agents.values():
         a.enroll(token)
         a.start()
     wait_synced(srv, list(agents))
-    nac = Nac(sock)
     want = {"infected": "Infected", "healthy": "Healthy"}
     # the threat, then a sync the way an administrator asks for one
-    infected = agents["infected"]
     infected.event("Eicar-Test-Signature FOUND in /tmp/eicar.com", severity="critical",
                    kind="threat_found")
 
@@ -80,13 +95,15 @@ def test_snapshot_without_database(ctx):
         return n == "1" and not srv.hosts_by_name()[infected.name]["connected"]
     wait_until(event_stored_and_idle, 30, "the threat event to be stored and the agent to hang up")
     srv.ctl("wake", infected.name)
-    wait_until(lambda: nac.ask({"cn": agents["infected"].uid}).get("token") == "Infected", 30,
+    nac = Nac(sock)
+    wait_until(lambda: nac.ask({"cn": infected.uid}).get("token") == "Infected", 30,
                "the infected host's token to be Infected")
-    before = nac_answers(nac, agents)
+    mac = reported_mac(srv, infected)
+    before = nac_answers(nac, agents, mac)
     check_answers(before, agents, want, "with the database")
     nac.close()
     hosts_before = {n: (h["status"], h["last_seen"]) for n, h in srv.hosts_by_name().items()}
-    check(hosts_before[agents["infected"].name][0] == "Critical", "hosts: %r" % hosts_before)
+    check(hosts_before[infected.name][0] == "Critical", "hosts: %r" % hosts_before)
     for a in agents.values():
         a.stop()
 
@@ -96,6 +113,7 @@ def test_snapshot_without_database(ctx):
     mode = stat.S_IMODE(os.stat(snap).st_mode)
     check(mode == 0o600, "snapshot mode %o, expected 600" % mode)
     written = os.stat(snap).st_mtime
+    db_seen = db_last_seen(srv, healthy)
 
     ctx.mariadb.stop()
     try:
@@ -115,16 +133,19 @@ def test_snapshot_without_database(ctx):
         hosts = {n: (h["status"], h["last_seen"]) for n, h in srv.hosts_by_name().items()}
         check(hosts == hosts_before, "hosts from the snapshot %r, before %r" % (hosts, hosts_before))
         nac = Nac(sock)
-        during = nac_answers(nac, agents)
+        during = nac_answers(nac, agents, mac)
         check_answers(during, agents, want, "from the snapshot")
-        # by CN and user name exactly as before; the MAC and 127.0.0.1 are
-        # both agents' (one machine), so either host may answer for them,
-        # with its own token (check_answers)
         for k in before:
             if k.startswith(("cn:", "user:")):
                 check(during[k] == before[k], "%s answered %r from the snapshot, %r before"
                       % (k, during[k], before[k]))
         nac.close()
+        # an agent that syncs now is served by its snapshot host
+        time.sleep(1.1)   # last_seen counts seconds
+        healthy.start()
+        wait_until(lambda: srv.hosts_by_name()[healthy.name]["last_seen"] > hosts_before[healthy.name][1],
+                   30, "the healthy agent's sync to be served")
+        check(srv.status().get("source") == "snapshot", "source changed: %r" % srv.status())
     finally:
         ctx.mariadb.ensure_running()
 
@@ -136,15 +157,11 @@ def test_snapshot_without_database(ctx):
     check(srv.log_count("no longer serving from the snapshot") == 1,
           "the log does not say the snapshot was replaced: %s" % srv.log_text()[-1500:])
     nac = Nac(sock)
-    after = nac_answers(nac, agents)
-    check_answers(after, agents, want, "after the database came back")
+    check_answers(nac_answers(nac, agents, mac), agents, want, "after the database came back")
     nac.close()
-    # an agent that syncs again is written to the database under its row
-    uid = agents["healthy"].uid
-    db_seen = int(srv.sql("SELECT last_seen FROM hosts WHERE uid = '%s'" % uid)[0][0])
-    agents["healthy"].start()
-    wait_until(lambda: int(srv.sql("SELECT last_seen FROM hosts WHERE uid = '%s'" % uid)[0][0]) > db_seen,
-               30, "the healthy host's next sync to reach the database")
+    # the sync taken while the database was away reaches the host's row
+    wait_until(lambda: db_last_seen(srv, healthy) > db_seen, 30,
+               "the healthy host's sync during the outage to reach the database")
 
 
 def test_snapshot_unusable(ctx):
