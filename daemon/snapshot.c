@@ -685,11 +685,14 @@ snapshot_merge_host(struct host *mem, struct host *db, const struct status_thres
 		mem->tags = db->tags;
 		db->tags = NULL;
 	}
-	if (!live) {
+	if (!live || mem->policy_applied == 0) {
+		/* no report of the agent's (mgmt answers syncs only once loaded) */
 		mem->policy_applied = db->policy_applied;
 		tmp = mem->policy_errors;
 		mem->policy_errors = db->policy_errors;
 		db->policy_errors = tmp;
+	}
+	if (!live) {
 		mem->last_seen = db->last_seen;
 		str_copy(mem->last_ip, db->last_ip, sizeof(mem->last_ip));
 		mem->wake_port = db->wake_port;

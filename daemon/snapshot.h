@@ -95,11 +95,12 @@ void snapshot_changed(struct server *srv);
 /* The database is unavailable (why) and nothing was loaded: serve from the
  * snapshot if there is one. Only the first call reads the file. */
 void snapshot_fallback(struct server *srv, const char *why);
-/* The database load found mem (from_snapshot) as row db: takes the
- * database's administration fields (group, policy, local settings), and its
- * posture, contact and address unless the agent reported newer ones since;
- * re-evaluates. Returns true when memory had something newer (the row is to
- * be written). */
+/* The database load found mem, a host in memory before the load (from the
+ * snapshot, or created when its agent connected), as row db: takes the
+ * database's administration fields (group, placement, policy, local
+ * settings), and its posture, contact and address unless the agent
+ * reported newer ones since; re-evaluates. Returns true when memory had
+ * something newer (the row is to be written). */
 bool snapshot_merge_host(struct host *mem, struct host *db, const struct status_thresholds *t,
     int64_t now);
 /* The database load is in: drops what came only from the snapshot, says

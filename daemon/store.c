@@ -1354,20 +1354,16 @@ load_done(void *arg, int rc, const char *err)
 		struct host *h = l->hosts[i];
 		struct host *mem = registry_host_by_uid(srv->reg, h->uid);
 		if (mem) {
-			/* seen while the database was away: the database names the
-			 * host, the live connection keeps the newer posture */
-			bool newer = !mem->from_snapshot || snapshot_merge_host(mem, h, &srv->thr, now);
+			/* from the snapshot, or seen while the database was away:
+			 * the database names the host and keeps its group, policy
+			 * and local settings; the agent's newer report stays */
+			bool newer = snapshot_merge_host(mem, h, &srv->thr, now);
 			mem->id = h->id;
 			if (registry_rename_host(srv->reg, mem, h->name) < 0)
 				log_warnx("store", "host %s: name %s is taken; keeping %s", h->uid, h->name, mem->name);
 			str_copy(mem->hostname, h->hostname, sizeof(mem->hostname));
 			str_copy(mem->cert_serial, h->cert_serial, sizeof(mem->cert_serial));
 			mem->enrolled_at = h->enrolled_at;
-			if (mem->posture == NULL && h->posture) {
-				mem->posture = json_incref(h->posture);
-				mem->posture_time = h->posture_time;
-				host_evaluate(mem, &srv->thr, now);
-			}
 			if (newer) {
 				merged++;
 				store_host_changed(st, mem);

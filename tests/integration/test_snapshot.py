@@ -188,3 +188,50 @@ def test_snapshot_unusable(ctx):
         ctx.mariadb.ensure_running()
     wait_until(lambda: srv.ctl_rc("status") == 0, 30, "the console to log in once the database is back")
     check(srv.status().get("source") == "database", "source after the load: %r" % srv.status())
+
+
+def test_outage_sync_keeps_settings(ctx):
+    """A host moved to a group and given local settings whose agent syncs
+    while custosd runs without its database (and without a snapshot, so
+    the host starts as a pending one): when MariaDB comes back the load
+    merges the sync without wiping the host's group and local settings."""
+    srv = ctx.server(sync_interval=None).start()
+    token = srv.token_create("keep", max_uses=1)
+    agent = ctx.agent(srv, "web", keep=False, db_age_days=0.1, rtp=True)
+    agent.enroll(token)
+    agent.start()
+    wait_synced(srv, ["web"])
+    srv.ctl("group", "create", "Servers")
+    srv.ctl("move", "web", "Servers")
+    srv.ctl("host-settings", "web", '{"clamav": {"update_interval_hours": 2}}')
+
+    def row():
+        r = srv.sql("SELECT g.name, h.local_settings, h.last_seen FROM hosts h LEFT JOIN `groups` g"
+                    " ON g.id = h.group_id WHERE h.uid = '%s'" % agent.uid)
+        return r[0] if r else None
+    wait_until(lambda: row() and row()[0] == "Servers" and row()[1] != "NULL", 15,
+               "the move and the settings to reach the database")
+    seen = int(row()[2])
+    agent.stop()
+    srv.stop()
+    (srv.state / "snapshot.json").unlink()
+    ctx.mariadb.stop()
+    try:
+        srv.proc = ctx.spawn([binary("custosd"), "-c", srv.conf], srv.log)
+        wait_until(lambda: "there is no snapshot" in srv.log_text(), 20,
+                   "custosd to say there is no snapshot")
+        time.sleep(1.1)   # last_seen counts seconds
+        synced = agent.log_count("synced with the server")
+        agent.start()
+        wait_until(lambda: agent.log_count("synced with the server") > synced, 30,
+                   "the agent to sync while the database is away")
+    finally:
+        ctx.mariadb.ensure_running()
+    wait_until(lambda: srv.ctl_rc("status") == 0, 30, "the database load")
+    wait_until(lambda: int(row()[2]) > seen, 30, "the outage sync to reach the host's row")
+    name, settings, _ = row()
+    check(name == "Servers", "the host's group in the database is %r after the merge, not Servers" % name)
+    check(settings != "NULL" and "update_interval_hours" in settings,
+          "the host's local settings in the database are %r after the merge" % settings)
+    h = srv.hosts_by_name()
+    check(list(h) == ["web"] and h["web"]["group"] == "Servers", "hosts after the merge: %r" % h)

@@ -391,7 +391,8 @@ test_merge(void **state)
 	host_free(mem);
 	host_free(db);
 
-	/* the agent synced while we served from the snapshot: its report stays */
+	/* the agent synced while we served from the snapshot (or before the
+	 * load, without a snapshot): its report stays */
 	json_t *live = full_posture(1, 1, true);
 	rowp = full_posture(1, 0, true);
 	mem = mkhost("b", NOW - 5, live, NOW - 5);
@@ -399,8 +400,12 @@ test_merge(void **state)
 	mem->from_snapshot = true;
 	str_copy(mem->last_ip, "198.51.100.1", sizeof(mem->last_ip));
 	db->group_id = 2;
+	db->placed = true;
+	db->policy_applied = 5;     /* the agent's report is not in memory yet */
 	assert_true(snapshot_merge_host(mem, db, &t, NOW));
 	assert_int_equal(mem->group_id, 2);
+	assert_true(mem->placed);
+	assert_int_equal(mem->policy_applied, 5);
 	assert_ptr_equal(mem->posture, live);
 	assert_int_equal(mem->last_seen, NOW - 5);
 	assert_string_equal(mem->last_ip, "198.51.100.1");
