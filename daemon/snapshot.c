@@ -393,6 +393,14 @@ struct snapshot {
 	bool soon;                /* write at the next tick (after a load) */
 	bool tried;               /* the file was read (at most once) */
 	bool serving;             /* the registry came from the file */
+	/* the read at start (its thread owns rd until read_ev) */
+	bool reading;
+	pthread_t reader;
+	struct event *read_ev;
+	struct snapshot_data rd;
+	int rd_rc, rd_errno;
+	char rd_err[768];
+	char why[512];            /* why the database is unavailable */
 	int64_t served_time;      /* the time of that snapshot */
 	int64_t last_start_ms;    /* mono_ms of the last write's start */
 	/* the write in flight (its thread owns job until done_ev) */
@@ -549,6 +557,9 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	start_write(s);
 }
 
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void read_end(struct snapshot *s, bool apply);
+
 struct snapshot *
 snapshot_new(struct server *srv, const char *path, char *err, size_t errlen)
 {
@@ -566,7 +577,8 @@ snapshot_new(struct server *srv, const char *path, char *err, size_t errlen)
 	struct timeval tv = { TICK_MS / 1000, (TICK_MS % 1000) * 1000 };
 	s->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, s);
 	s->done_ev = event_new(srv->base, -1, 0, on_done, s);
-	if (s->tick == NULL || s->done_ev == NULL || event_add(s->tick, &tv) < 0) {
+	s->read_ev = event_new(srv->base, -1, 0, on_read, s);
+	if (s->tick == NULL || s->done_ev == NULL || s->read_ev == NULL || event_add(s->tick, &tv) < 0) {
 		str_fmt(err, errlen, "snapshot: cannot add its timers");
 		snapshot_free(s);
 		return NULL;
@@ -579,6 +591,8 @@ snapshot_free(struct snapshot *s)
 {
 	if (s == NULL)
 		return;
+	if (s->reading)
+		read_end(s, false);
 	if (s->writing)
 		job_end(s);
 	if (s->dirty && eligible(s) && s->srv->reg) {
@@ -597,6 +611,8 @@ snapshot_free(struct snapshot *s)
 		event_free(s->tick);
 	if (s->done_ev)
 		event_free(s->done_ev);
+	if (s->read_ev)
+		event_free(s->read_ev);
 	free(s);
 }
 
@@ -607,28 +623,32 @@ snapshot_changed(struct server *srv)
 		srv->snap->dirty = true;
 }
 
-void
-snapshot_fallback(struct server *srv, const char *why)
+/* Main thread: the read is in (rc, err, errno e); the hosts and the
+ * administrators enter unless the database load came first. */
+static void
+apply_read(struct snapshot *s, int rc, const char *err, int e)
 {
-	struct snapshot *s = srv->snap;
-	if (s == NULL || srv->loaded || s->tried)
-		return;
-	s->tried = true;
-	struct snapshot_data d;
-	char err[768], when[32];
-	if (snapshot_read_file(s->path, &d, err, sizeof(err)) < 0) {
-		if (errno == ENOENT)
+	struct server *srv = s->srv;
+	struct snapshot_data *d = &s->rd;
+	char when[32];
+	if (rc < 0) {
+		if (e == ENOENT)
 			log_warnx("snapshot", "the database is unavailable (%s) and there is no snapshot %s: "
-			    "starting empty until the database is back", why, s->path);
+			    "starting empty until the database is back", s->why, s->path);
 		else
 			log_warnx("snapshot", "the database is unavailable (%s) and the snapshot is unusable: "
-			    "%s; starting empty until the database is back", why, err);
+			    "%s; starting empty until the database is back", s->why, err);
+		return;
+	}
+	if (srv->loaded) {
+		log_info("snapshot", "the database load came in while the snapshot was read; not using it");
+		snapshot_data_free(d);
 		return;
 	}
 	int64_t now = now_s();
 	size_t added = 0;
-	for (size_t i = 0; i < d.nhosts; i++) {
-		const struct snapshot_host *sh = &d.hosts[i];
+	for (size_t i = 0; i < d->nhosts; i++) {
+		const struct snapshot_host *sh = &d->hosts[i];
 		if (registry_host_by_uid(srv->reg, sh->uid) != NULL)
 			continue;    /* an agent came first: its own report is newer */
 		struct host *h = calloc(1, sizeof(*h));
@@ -653,16 +673,69 @@ snapshot_fallback(struct server *srv, const char *why)
 		}
 		added++;
 	}
-	store_admins_seed(srv->store, d.admins, d.nadmins);
+	store_admins_seed(srv->store, d->admins, d->nadmins);
 	s->serving = true;
-	s->served_time = d.time;
-	time_iso(d.time, when);
+	s->served_time = d->time;
+	time_iso(d->time, when);
 	log_warnx("snapshot", "serving from the snapshot of %s because the database is unavailable: %s "
 	    "(%zu host(s), %zu administrator(s) from %s; nothing is written to the database until it "
-	    "is back)", when, why, added, d.nadmins, s->path);
-	snapshot_data_free(&d);
+	    "is back)", when, s->why, added, d->nadmins, s->path);
+	snapshot_data_free(d);
 	nac_reevaluate(srv->nac, now);
 	fleet_mark_dirty(srv);
+}
+
+/* Parsing 100,000 hosts takes seconds: off the main loop, which keeps
+ * answering agents and NAC (Unknown until the hosts are in). */
+static void *
+read_thread(void *arg)
+{
+	struct snapshot *s = arg;
+	s->rd_rc = snapshot_read_file(s->path, &s->rd, s->rd_err, sizeof(s->rd_err));
+	s->rd_errno = s->rd_rc < 0 ? errno : 0;
+	event_active(s->read_ev, 0, 0);
+	return NULL;
+}
+
+static void
+read_end(struct snapshot *s, bool apply)
+{
+	pthread_join(s->reader, NULL);
+	s->reading = false;
+	if (apply)
+		apply_read(s, s->rd_rc, s->rd_err, s->rd_errno);
+	snapshot_data_free(&s->rd);
+}
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct snapshot *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->reading)
+		read_end(s, true);
+}
+
+void
+snapshot_fallback(struct server *srv, const char *why)
+{
+	struct snapshot *s = srv->snap;
+	if (s == NULL || srv->loaded || s->tried)
+		return;
+	s->tried = true;
+	str_copy(s->why, why, sizeof(s->why));
+	s->reading = true;
+	int e = pthread_create(&s->reader, NULL, read_thread, s);
+	if (e != 0) {
+		log_warnx("snapshot", "cannot start the reader thread (%s); reading on the main thread",
+		    strerror(e));
+		s->reading = false;
+		s->rd_rc = snapshot_read_file(s->path, &s->rd, s->rd_err, sizeof(s->rd_err));
+		s->rd_errno = s->rd_rc < 0 ? errno : 0;
+		apply_read(s, s->rd_rc, s->rd_err, s->rd_errno);
+		snapshot_data_free(&s->rd);
+	}
 }
 
 bool

@@ -14,8 +14,9 @@
  * edited), to a temporary file that is fsync'd and renamed over the old
  * one, then the directory is fsync'd.
  *
- * Read once, when the database is unavailable at start (down, refused, or
- * the load failed) and nothing was loaded yet: the hosts enter the registry
+ * Read once, on a thread, when the database is unavailable at start (down,
+ * refused, or the load failed) and nothing was loaded yet: the hosts enter
+ * the registry (on the main thread)
  * marked from_snapshot (database id 0: nothing is written for them and
  * their agents' events wait in the agents' queues), the administrators can
  * log in, NAC decides; the log and GET /api/v1/status say so ("source":
