@@ -15,11 +15,10 @@
  * one, then the directory is fsync'd.
  *
  * Read once, on a thread, when the database is unavailable at start (down,
- * refused, or the load failed) and nothing was loaded yet: the hosts enter
- * the registry (on the main thread)
- * marked from_snapshot (database id 0: nothing is written for them and
- * their agents' events wait in the agents' queues), the administrators can
- * log in, NAC decides; the log and GET /api/v1/status say so ("source":
+ * refused, or the load failed) and nothing was loaded yet; then, on the
+ * main thread, the hosts enter the registry marked from_snapshot (database
+ * id 0: nothing is written for them and their agents' events wait in the
+ * agents' queues), the administrators can log in, NAC decides; the log and GET /api/v1/status say so ("source":
  * "snapshot", "snapshot_time"). When the database load comes in it replaces
  * what came from the snapshot (snapshot_merge_host) and the status says
  * "database". A missing or unreadable file: one log line, start empty.
