@@ -23,6 +23,7 @@
 #include "nac.h"
 #include "registry.h"
 #include "server.h"
+#include "snapshot.h"
 #include "store.h"
 #include "tls.h"
 #include "util.h"
@@ -439,7 +440,7 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "healthy", (json_int_t)nac[NAC_HEALTHY], "checkup", (json_int_t)nac[NAC_CHECKUP],
 	    "transition", (json_int_t)nac[NAC_TRANSITION], "quarantine", (json_int_t)nac[NAC_QUARANTINE],
 	    "infected", (json_int_t)nac[NAC_INFECTED], "unknown", (json_int_t)nac[NAC_UNKNOWN]);
-	api_reply(req, 200, json_pack("{s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I,"
+	json_t *j = json_pack("{s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I,"
 	    " s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:o}",
 	    "version", CUSTOS_VERSION, "uptime", (json_int_t)(now_s() - s->started),
@@ -464,7 +465,10 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "syncs", (json_int_t)s->stats.syncs, "events_received", (json_int_t)s->stats.events_received,
 	    "events_acked", (json_int_t)s->stats.events_acked,
 	    "fields_truncated", (json_int_t)s->stats.fields_truncated,
-	    "fields_dropped", (json_int_t)s->stats.fields_dropped, "nac", nacj));
+	    "fields_dropped", (json_int_t)s->stats.fields_dropped, "nac", nacj);
+	if (j)
+		snapshot_status(s, j);    /* where the hosts and logins come from */
+	api_reply(req, 200, j);
 }
 
 static void

@@ -6,7 +6,7 @@
 
 const struct conf_key custosd_schema[] = {
 	{ "server.state_dir", CONF_PATH, "/var/lib/custos", 0, 0, false,
-	  "CA, server certificate and administrator password live here (created at first start)" },
+	  "CA, server certificate, administrator password and snapshot.json live here (created at first start)" },
 	{ "server.name", CONF_STRING, "custos", 0, 0, false, "CN of the server certificate" },
 	{ "server.san", CONF_STRING, "localhost,127.0.0.1", 0, 0, false,
 	  "comma-separated DNS names / IPs agents use to reach the server (used at first start)" },

@@ -26,6 +26,7 @@
 #include "nac.h"
 #include "registry.h"
 #include "server.h"
+#include "snapshot.h"
 #include "snmp.h"
 #include "store.h"
 #include "util.h"
@@ -206,6 +207,9 @@ on_db_state(void *arg, enum db_state state, const char *detail)
 		store_db_up(d->srv.store);
 	else if (state == DB_STATE_DOWN)
 		log_info("main", "serving agents and the console from memory; writes wait for the database");
+	/* down or refused at start: what the last snapshot knew */
+	if ((state == DB_STATE_DOWN || state == DB_STATE_REFUSED) && !d->srv.loaded)
+		snapshot_fallback(&d->srv, detail);
 }
 
 static void
@@ -404,6 +408,10 @@ main(int argc, char **argv)
 	srv->mgmt = mgmt_new(srv);
 	if (srv->reg == NULL || srv->store == NULL || srv->mgmt == NULL)
 		fatalx("main", "out of memory");
+	char snap_path[4096];
+	str_fmt(snap_path, sizeof(snap_path), "%s/%s", state, SNAPSHOT_FILE);
+	if ((srv->snap = snapshot_new(srv, snap_path, err, sizeof(err))) == NULL)
+		fatalx("main", "%s", err);
 	struct fleet_params fp;
 	fleet_params_from(srv->cfg, &fp);
 	if ((srv->fleet = fleet_new(srv, &fp, err, sizeof(err))) == NULL)
@@ -451,6 +459,9 @@ main(int argc, char **argv)
 	/* a subagent stuck on a hung snmpd keeps reading the fleet */
 	bool fleet_free_ok = snmp_stop(srv->snmp) == 0;
 	store_flush(srv->store);
+	/* the last snapshot before the registry goes */
+	snapshot_free(srv->snap);
+	srv->snap = NULL;
 	db_stop(srv->db, 5000);
 	srv->db = NULL;
 	listener_stop(srv->lis);

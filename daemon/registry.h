@@ -32,6 +32,8 @@ struct host {
 	struct status_result st;
 	struct conn *conn;        /* live agent connection or NULL */
 	bool dirty;               /* waiting in the next write batch */
+	bool from_snapshot;       /* read from the local snapshot (snapshot.h),
+	                             not (yet) from the database */
 	/* administration (mgmt.c) */
 	uint64_t group_id;        /* 0 = Unassigned */
 	bool placed;              /* relocation rules have run for it */

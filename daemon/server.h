@@ -24,6 +24,7 @@ struct mgmt;
 struct snmp;
 struct nac;
 struct coa;
+struct snapshot;
 
 struct server_stats {
 	uint64_t conns_accepted, conns_rejected_limit, conns_failed_tls, conns_bad_frames;
@@ -53,6 +54,7 @@ struct server {
 	struct mgmt *mgmt;        /* groups, policies, tasks (mgmt.h) */
 	struct nac *nac;          /* posture tokens and query socket; NULL when nac.enabled is false */
 	struct coa *coa;          /* RADIUS CoA / Disconnect sender; NULL when nac.enabled is false */
+	struct snapshot *snap;    /* the local snapshot (snapshot.h); NULL at stop */
 	struct status_thresholds thr;
 	bool loaded;              /* registry loaded from the database at least once */
 	int64_t started;

@@ -18,6 +18,7 @@
 #include "mgmt.h"
 #include "registry.h"
 #include "server.h"
+#include "snapshot.h"
 #include "util.h"
 
 #define FLUSH_INTERVAL_MS 20
@@ -646,6 +647,7 @@ store_schedule_flush(struct store *st)
 void
 store_host_changed(struct store *st, struct host *h)
 {
+	snapshot_changed(st->srv);
 	if (h->dirty)
 		return; /* coalesced: the batch copies the newest state */
 	if (array_grow((void **)&st->dirty, &st->cap_dirty, st->ndirty + 1, sizeof(*st->dirty)) < 0) {
@@ -1478,6 +1480,7 @@ load_done(void *arg, int rc, const char *err)
 	if (rc != 0) {
 		log_warnx("store", "loading hosts and tokens from the database failed: %s", err);
 		load_free(l);
+		snapshot_fallback(srv, err);
 		return;
 	}
 	int64_t now = now_s();
@@ -1486,21 +1489,26 @@ load_done(void *arg, int rc, const char *err)
 		struct host *h = l->hosts[i];
 		struct host *mem = registry_host_by_uid(srv->reg, h->uid);
 		if (mem) {
-			/* seen while the database was away: the database names the
-			 * host, the live connection keeps the newer posture */
+			/* from the snapshot, or seen while the database was away:
+			 * the database names the host and keeps its group, policy
+			 * and local settings; the agent's newer report stays */
+			bool newer = snapshot_merge_host(mem, h, &srv->thr, now);
 			mem->id = h->id;
 			if (registry_rename_host(srv->reg, mem, h->name) < 0)
 				log_warnx("store", "host %s: name %s is taken; keeping %s", h->uid, h->name, mem->name);
 			str_copy(mem->hostname, h->hostname, sizeof(mem->hostname));
 			str_copy(mem->cert_serial, h->cert_serial, sizeof(mem->cert_serial));
 			mem->enrolled_at = h->enrolled_at;
-			if (mem->posture == NULL && h->posture) {
-				mem->posture = json_incref(h->posture);
-				mem->posture_time = h->posture_time;
-				host_evaluate(mem, &srv->thr, now);
+			/* only newer data is written back (100,000 hosts from the
+			 * snapshot must not become one big batch); fleet and NAC
+			 * learn the database's name and group either way */
+			if (newer) {
+				merged++;
+				host_changed(srv, mem, false);
+			} else {
+				fleet_host_changed(srv, mem);
+				nac_host_changed(srv, mem);
 			}
-			merged++;
-			host_changed(srv, mem, false);
 			host_free(h);
 			continue;
 		}
@@ -1524,6 +1532,7 @@ load_done(void *arg, int rc, const char *err)
 	log_info("store", "loaded %zu host(s), %zu token(s) from the database%s", registry_host_count(srv->reg),
 	    l->ntokens, merged ? " (merged with hosts seen meanwhile)" : "");
 	load_free(l);
+	snapshot_db_loaded(srv);
 	store_apply_config_tokens(st);
 	mgmt_db_loaded(srv->mgmt);
 }
@@ -1567,6 +1576,38 @@ store_admin_check(struct store *st, const char *user, const char *password)
 		return 0;
 	}
 	return -1;
+}
+
+size_t
+store_admins_export(const struct store *st, struct snapshot_admin **out)
+{
+	*out = NULL;
+	if (st->nadmins == 0 || (*out = calloc(st->nadmins, sizeof(**out))) == NULL)
+		return 0;
+	for (size_t i = 0; i < st->nadmins; i++) {
+		str_copy((*out)[i].name, st->admins[i].name, sizeof((*out)[i].name));
+		str_copy((*out)[i].pw_hash, st->admins[i].pw_hash, sizeof((*out)[i].pw_hash));
+		str_copy((*out)[i].salt, st->admins[i].salt, sizeof((*out)[i].salt));
+		(*out)[i].iterations = st->admins[i].iterations;
+	}
+	return st->nadmins;
+}
+
+void
+store_admins_seed(struct store *st, const struct snapshot_admin *a, size_t n)
+{
+	struct admin_cache *list;
+	if (st->nadmins > 0 || n == 0 || (list = calloc(n, sizeof(*list))) == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		str_copy(list[i].name, a[i].name, sizeof(list[i].name));
+		str_copy(list[i].pw_hash, a[i].pw_hash, sizeof(list[i].pw_hash));
+		str_copy(list[i].salt, a[i].salt, sizeof(list[i].salt));
+		list[i].iterations = a[i].iterations;
+	}
+	free(st->admins);
+	st->admins = list;
+	st->nadmins = n;
 }
 
 struct store *

@@ -49,6 +49,13 @@ int store_token_del(struct store *st, const char *name, store_done_fn cb, void *
 
 /* Verifies an administrator's password (PBKDF2; successful checks cached). */
 int store_admin_check(struct store *st, const char *user, const char *password);
+/* The administrators' credentials for the snapshot (a malloc'd copy in
+ * *out; returns the count), and seeding them from it when the database is
+ * unavailable at start (only while none are loaded; the load replaces
+ * them). */
+struct snapshot_admin;
+size_t store_admins_export(const struct store *st, struct snapshot_admin **out);
+void store_admins_seed(struct store *st, const struct snapshot_admin *a, size_t n);
 
 /* Newest events from the database: runs a query job, cb gets a JSON array
  * (owned by the store, valid during the call) or NULL on error. */

@@ -22,9 +22,11 @@ import test_nac_socket  # noqa: E402
 import test_radius  # noqa: E402
 import test_fields  # noqa: E402
 import test_limits  # noqa: E402
+import test_snapshot  # noqa: E402
 
 # every module whose test_* functions are integration tests
-MODULES = (tests, test_snmp, test_mgmt, test_nac_socket, test_radius, test_fields, test_limits)
+MODULES = (tests, test_snmp, test_mgmt, test_nac_socket, test_radius, test_fields, test_limits,
+           test_snapshot)
 
 TEST_TIME_LIMIT = 150  # seconds; a hung test fails instead of stalling the run
 KEEP = os.environ.get("CUSTOS_KEEP") == "1"  # keep every test's directory
