@@ -16,6 +16,7 @@
 #include "hostchange.h"
 #include "log.h"
 #include "mgmt.h"
+#include "nac.h"
 #include "registry.h"
 #include "server.h"
 #include "snapshot.h"
