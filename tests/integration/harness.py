@@ -25,6 +25,11 @@ class TestFailure(Exception):
     """A test's assertion failed; the message says what was expected."""
 
 
+class TestSkipped(Exception):
+    """A test cannot run here; the message says why. run.py counts it as
+    skipped (never as passed) and prints the reason."""
+
+
 def build_dir():
     b = Path(os.environ.get("CUSTOS_BUILD", "build"))
     return b if b.is_absolute() else ROOT / b
