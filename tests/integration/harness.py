@@ -347,12 +347,18 @@ class Ctx:
         stop on SIGTERM, a sanitizer report in any log or command output."""
         problems = list(self.problems)
         # how the ones that already ended did, before teardown stops the rest
+        # (self.procs may also hold other things with alive() and stop(),
+        # e.g. test_radius's network namespaces: those are only stopped)
         for p in self.procs:
-            if not p.alive():
+            if isinstance(p, Proc) and not p.alive():
                 bad = p.problem()
                 if bad:
                     problems.append(bad)
         for p in reversed(self.procs):
+            if not isinstance(p, Proc):
+                if p.alive() and not p.stop(timeout=15):
+                    problems.append("%s did not stop" % " ".join(p.argv))
+                continue
             if p.alive():
                 if p.expect_any or p.expected_rc is not None:
                     problems.append(p.problem())
