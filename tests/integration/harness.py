@@ -259,12 +259,12 @@ class Proc:
             return None
         elif self.expect_any or self.expected_rc is not None:
             if (self.expect_any and rc <= 0) or (not self.expect_any and rc != self.expected_rc):
-                why = "ended with %s, expected to exit by itself with %s" % (
+                why = "ended: %s; expected to exit by itself with %s" % (
                     self.status_text(), "a non-zero status" if self.expect_any else
                     "status %d" % self.expected_rc)
         elif self.terminated:
             if rc != 0:
-                why = "ended with %s after SIGTERM (expected 0)" % self.status_text()
+                why = "on SIGTERM: %s (expected exit status 0)" % self.status_text()
         elif rc != 0:
             why = "died on its own: %s" % self.status_text()
         if why is None:
@@ -349,8 +349,10 @@ class Ctx:
         # how the ones that already ended did, before teardown stops the rest
         # (self.procs may also hold other things with alive() and stop(),
         # e.g. test_radius's network namespaces: those are only stopped)
+        judged = set()
         for p in self.procs:
             if isinstance(p, Proc) and not p.alive():
+                judged.add(id(p))
                 bad = p.problem()
                 if bad:
                     problems.append(bad)
@@ -359,6 +361,8 @@ class Ctx:
                 if p.alive() and not p.stop(timeout=15):
                     problems.append("%s did not stop" % " ".join(p.argv))
                 continue
+            if id(p) in judged:
+                continue
             if p.alive():
                 if p.expect_any or p.expected_rc is not None:
                     problems.append(p.problem())
@@ -366,9 +370,9 @@ class Ctx:
                 if not p.stop(timeout=15):
                     problems.append("%s did not stop within 15 s of SIGTERM" % p.describe())
                     continue
-                bad = p.problem()
-                if bad:
-                    problems.append(bad)
+            bad = p.problem()           # also one that died since the first look
+            if bad:
+                problems.append(bad)
         for log in self.logs:
             try:
                 text = log.read_text(errors="replace")
