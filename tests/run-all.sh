@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make test`: unit tests of the normal and the sanitizer build, then the
-# integration tests against the sanitizer build (real MariaDB, real TLS).
-# Ends with one line "tests: N passed, M failed" summing every test case.
+# `make test`: unit tests of the normal and the sanitizer build and of
+# rlm_custos's line protocol (build/nac/test_proto, built by `make nac`), then
+# the integration tests against the sanitizer build (real MariaDB, real TLS).
+# Lists every skipped test with its reason, then ends with one line
+# "tests: N passed, M failed, K skipped" summing every test case.
 set -u
 cd "$(dirname "$0")/.."
 CUSTOS_RESULTS=$(mktemp)
@@ -14,11 +16,18 @@ echo "=== unit tests (build)"
 tests/run-units.sh build || status=1
 echo "=== unit tests (build/asan: AddressSanitizer + UndefinedBehaviorSanitizer)"
 tests/run-units.sh build/asan || status=1
+echo "=== unit tests (build/nac: rlm_custos line protocol)"
+tests/run-units.sh build/nac/test_proto || status=1
 echo "=== integration tests (build/asan)"
 CUSTOS_BUILD=build/asan tests/integration/run.sh || status=1
-pass=0; fail=0
-while read -r p f; do pass=$((pass + p)); fail=$((fail + f)); done <"$CUSTOS_RESULTS"
-[ $status -ne 0 ] && [ $fail -eq 0 ] && fail=1
+pass=0; fail=0; skipped=0
 echo
-echo "tests: $pass passed, $fail failed"
+while read -r p f s; do
+	case "$p" in
+	skipped) echo "SKIPPED $f $s" ;;  # "skipped NAME: WHY"
+	*) pass=$((pass + p)); fail=$((fail + f)); skipped=$((skipped + ${s:-0})) ;;
+	esac
+done <"$CUSTOS_RESULTS"
+[ $status -ne 0 ] && [ $fail -eq 0 ] && fail=1
+echo "tests: $pass passed, $fail failed, $skipped skipped"
 exit $status

@@ -25,6 +25,11 @@ class TestFailure(Exception):
     """A test's assertion failed; the message says what was expected."""
 
 
+class TestSkipped(Exception):
+    """A test cannot run here; the message says why. run.py counts it as
+    skipped (never as passed) and prints the reason."""
+
+
 def build_dir():
     b = Path(os.environ.get("CUSTOS_BUILD", "build"))
     return b if b.is_absolute() else ROOT / b
@@ -170,11 +175,21 @@ class MariaDB:
 
 
 class Proc:
-    """A background process whose stdout and stderr go to one log file."""
+    """A background process whose stdout and stderr go to one log file.
+
+    Teardown judges how every Proc ended (problem()): one that ended by
+    itself must have exited 0, one stopped with SIGTERM must have exited 0,
+    unless the test declared otherwise: expect_exit(rc) for a process meant
+    to exit by itself, kill9() (or signal(SIGKILL)) for one killed on
+    purpose."""
 
     def __init__(self, argv, log, env=None):
         self.argv = [str(a) for a in argv]
         self.log = Path(log)
+        self.expected_rc = None     # expect_exit(): the status it must end with
+        self.expect_any = False     # expect_exit(None): any non-zero status
+        self.killed = False         # SIGKILL sent on purpose while it ran
+        self.terminated = False     # SIGTERM sent while it ran (stop())
         with open(self.log, "ab") as f:
             f.write(("--- %s: %s\n" % (time.strftime("%H:%M:%S"), " ".join(self.argv))).encode())
             f.flush()
@@ -185,20 +200,30 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
+    def expect_exit(self, rc=None):
+        """This process is meant to end by itself with status rc (None: any
+        non-zero status); teardown then fails the test if it did not."""
+        self.expected_rc = rc
+        self.expect_any = rc is None
+        return self
+
     def signal(self, sig):
         if self.alive():
+            if sig == signal.SIGKILL:
+                self.killed = True
+            elif sig in (signal.SIGTERM, signal.SIGINT):
+                self.terminated = True
             os.kill(self.pid, sig)
 
     def kill9(self):
-        if self.alive():
-            os.kill(self.pid, signal.SIGKILL)
+        self.signal(signal.SIGKILL)
         self.p.wait(timeout=10)
 
     def stop(self, timeout=15):
         """SIGTERM, then SIGKILL after timeout; True when it ended by itself."""
         if not self.alive():
             return True
-        os.kill(self.pid, signal.SIGTERM)
+        self.signal(signal.SIGTERM)
         try:
             self.p.wait(timeout=timeout)
             return True
@@ -206,6 +231,45 @@ class Proc:
             os.kill(self.pid, signal.SIGKILL)
             self.p.wait(timeout=10)
             return False
+
+    def describe(self):
+        return "%s (pid %d, log %s)" % (os.path.basename(self.argv[0]), self.pid, self.log.name)
+
+    def status_text(self):
+        rc = self.p.returncode
+        if rc is None:
+            return "still running"
+        if rc < 0:
+            try:
+                return "killed by %s" % signal.Signals(-rc).name
+            except ValueError:
+                return "killed by signal %d" % -rc
+        return "exit status %d" % rc
+
+    def problem(self):
+        """None when this process ended as the test meant it to; otherwise
+        what is wrong, with the last lines of its log."""
+        rc = self.p.poll()
+        why = None
+        if rc is None:
+            if self.expect_any or self.expected_rc is not None:
+                why = "was expected to exit by itself (%s) but still ran at teardown" % (
+                    "non-zero" if self.expect_any else "status %d" % self.expected_rc)
+        elif self.killed:
+            return None
+        elif self.expect_any or self.expected_rc is not None:
+            if (self.expect_any and rc <= 0) or (not self.expect_any and rc != self.expected_rc):
+                why = "ended: %s; expected to exit by itself with %s" % (
+                    self.status_text(), "a non-zero status" if self.expect_any else
+                    "status %d" % self.expected_rc)
+        elif self.terminated:
+            if rc != 0:
+                why = "on SIGTERM: %s (expected exit status 0)" % self.status_text()
+        elif rc != 0:
+            why = "died on its own: %s" % self.status_text()
+        if why is None:
+            return None
+        return "%s %s; log: %s" % (self.describe(), why, " | ".join(tail(self.log, 6)))
 
 
 class Ctx:
@@ -278,11 +342,37 @@ class Ctx:
 
     def teardown(self):
         """Ends every process (SIGTERM so sanitizers report leaks, SIGKILL
-        after a grace period), then returns a list of problems found."""
+        after a grace period), then returns a list of problems found: a
+        process that died or exited non-zero (Proc.problem), one that did not
+        stop on SIGTERM, a sanitizer report in any log or command output."""
         problems = list(self.problems)
+        # how the ones that already ended did, before teardown stops the rest
+        # (self.procs may also hold other things with alive() and stop(),
+        # e.g. test_radius's network namespaces: those are only stopped)
+        judged = set()
+        for p in self.procs:
+            if isinstance(p, Proc) and not p.alive():
+                judged.add(id(p))
+                bad = p.problem()
+                if bad:
+                    problems.append(bad)
         for p in reversed(self.procs):
-            if p.alive() and not p.stop(timeout=15):
-                problems.append("pid %d (%s) did not stop within 15 s of SIGTERM" % (p.pid, p.argv[0]))
+            if not isinstance(p, Proc):
+                if p.alive() and not p.stop(timeout=15):
+                    problems.append("%s did not stop" % " ".join(p.argv))
+                continue
+            if id(p) in judged:
+                continue
+            if p.alive():
+                if p.expect_any or p.expected_rc is not None:
+                    problems.append(p.problem())
+                    p.killed = True     # reported; its SIGTERM status is not news
+                if not p.stop(timeout=15):
+                    problems.append("%s did not stop within 15 s of SIGTERM" % p.describe())
+                    continue
+            bad = p.problem()           # also one that died since the first look
+            if bad:
+                problems.append(bad)
         for log in self.logs:
             try:
                 text = log.read_text(errors="replace")

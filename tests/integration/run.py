@@ -1,7 +1,9 @@
 """Runs the integration tests (all, or those named on the command line) and
-prints one PASS/FAIL line per test and the closing line
-"integration: N passed, M failed". Appends "N M" to $CUSTOS_RESULTS when set.
-Exits 1 on any failure."""
+prints one PASS/FAIL/SKIP line per test and the closing line
+"integration: N passed, M failed, K skipped". Appends "N M K" to
+$CUSTOS_RESULTS when set, and one line "skipped integration/NAME: WHY" per
+skipped test (a test skips by raising harness.TestSkipped(WHY)). Exits 1 on
+any failure."""
 
 import os
 import shutil
@@ -63,12 +65,15 @@ def on_alarm(signum, frame):
 def run_one(run, name, fn):
     ctx = harness.Ctx(run, name)
     reason = None
+    skipped = None
     t0 = time.monotonic()
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(TEST_TIME_LIMIT)
     try:
         run.mariadb.ensure_running()
         fn(ctx)
+    except harness.TestSkipped as e:
+        skipped = str(e) or "(no reason given)"
     except harness.TestFailure as e:
         reason = str(e)
     except Exception as e:  # a broken test is a failed test
@@ -86,6 +91,11 @@ def run_one(run, name, fn):
     if problems:
         reason = "; ".join(([reason] if reason else []) + problems)
     took = time.monotonic() - t0
+    if reason is None and skipped is not None:
+        print("SKIP %s (%.1fs): %s" % (name, took, skipped), flush=True)
+        if not KEEP:
+            harness.remove_tree(ctx.dir)
+        return skipped
     if reason is None:
         print("PASS %s (%.1fs)" % (name, took), flush=True)
         if not KEEP:
@@ -125,6 +135,7 @@ def main(argv):
         return 1
     run = Run()
     passed = failed = 0
+    skips = []  # (name, why)
     t0 = time.monotonic()
     try:
         try:
@@ -132,7 +143,8 @@ def main(argv):
         except harness.TestFailure as e:
             for n, _ in selected:
                 print("FAIL %s: %s" % (n, e), flush=True)
-            finish(0, len(selected))
+            failed = len(selected)  # keeps the MariaDB logs the message names
+            finish(0, failed)
             return 1
         for n, fn in selected:
             try:
@@ -141,7 +153,9 @@ def main(argv):
                 print("FAIL %s: interrupted (%s); the remaining tests did not run" % (n, e), flush=True)
                 failed += 1
                 break
-            if ok:
+            if isinstance(ok, str):
+                skips.append((n, ok))
+            elif ok:
                 passed += 1
             else:
                 failed += 1
@@ -157,16 +171,20 @@ def main(argv):
         else:
             print("failed tests' files are kept under %s" % run.tmp, flush=True)
     print("(%.0f s)" % (time.monotonic() - t0))
-    finish(passed, failed)
+    finish(passed, failed, skips)
     return 0 if failed == 0 and passed > 0 else 1
 
 
-def finish(passed, failed):
-    print("integration: %d passed, %d failed" % (passed, failed), flush=True)
+def finish(passed, failed, skips=()):
+    for n, why in skips:
+        print("SKIPPED integration/%s: %s" % (n, why), flush=True)
+    print("integration: %d passed, %d failed, %d skipped" % (passed, failed, len(skips)), flush=True)
     results = os.environ.get("CUSTOS_RESULTS")
     if results:
         with open(results, "a") as f:
-            f.write("%d %d\n" % (passed, failed))
+            f.write("%d %d %d\n" % (passed, failed, len(skips)))
+            for n, why in skips:
+                f.write("skipped integration/%s: %s\n" % (n, why.replace("\n", " ")))
 
 
 if __name__ == "__main__":

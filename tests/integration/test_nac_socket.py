@@ -269,6 +269,7 @@ def test_nac_socket_protocol(ctx):
     # a second daemon must not take the socket of a running one
     other = ctx.server(label="second", extra_conf=nac_conf(sock, group))
     p = ctx.spawn([binary("custosd"), "-c", other.conf], other.log)
+    p.expect_exit()  # refused: the socket belongs to the running daemon
     try:
         p.p.wait(timeout=20)
     except Exception:

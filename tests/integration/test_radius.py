@@ -576,8 +576,31 @@ def test_radius_mab_profiles(ctx):
         check_profile(fr, mac, tok)
         check_profile(fr, mac.upper().replace(":", "-"), tok)
     check_profile(fr, "02-00-5e-00-53-99", "Unknown")
-    # the reply also names the token for unlang; and the daemon saw the NAS
-    check(srv.alive(), "custosd died")
+    # the module also names the token for unlang (control:Custos-Token): a
+    # second FreeRADIUS whose site copies it into the reply shows it
+    fr2 = FreeRadius(ctx, srv.nac_socket, label="radius-unlang")
+    site = fr2.raddb / "sites-available" / "custos"
+    text, n = re.subn(r"(?m)^(post-auth \{\n(?:\t#.*\n)*\tcustos \{\n(?:\t\t.*\n)*\t\}\n)",
+                      lambda m: m.group(1) + '\tupdate reply {\n\t\t&Reply-Message := '
+                      '"token %{control:Custos-Token}"\n\t}\n', site.read_text())
+    check(n == 1, "the sample site has no post-auth custos block to follow")
+    site.write_text(text)
+    fr2.start()
+    for tok, mac in [(t, a.host["mac"]) for t, a in agents.items() if t != "Infected"] + \
+            [("Unknown", "02-00-5e-00-53-99")]:
+        code, attrs = mab(fr2, mac, session="unlang")
+        want = 'Reply-Message = "token %s"' % tok
+        check(code == "Access-Accept" and want in attrs,
+              "%s (%s): control:Custos-Token not %s: %s %s" % (mac, tok, tok, code, attrs))
+    # and custosd saw the NAS: the session it recorded names switch1, whom it
+    # would ask to move the host once its token gets worse
+    a = agents["Healthy"]
+    a.stop()
+    a.event("EICAR found", severity="critical", kind="threat_found")
+    a.start()
+    wait_token(srv, a.host["mac"], "Infected")
+    line = "CoA: host nac-healthy went Healthy -> Infected on NAS switch1,"
+    wait_until(lambda: srv.log_count(line) == 1, 10, "custosd to name the NAS switch1 for nac-healthy")
 
 
 def mac_notation(mac, sep="", upper=False, group=2):

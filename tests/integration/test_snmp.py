@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from harness import ROOT, TestFailure, binary, check, tail, wait_synced, wait_until, Proc
+from harness import ROOT, TestFailure, binary, check, db_event_ids, tail, wait_synced, wait_until, Proc
 
 CUSTOS = ".1.3.6.1.4.1.32473.1"
 OBJ = CUSTOS + ".1"
@@ -405,7 +405,7 @@ def test_snmp_snmpd_restart(ctx):
     took = time.monotonic() - t0
     check(took <= REGISTER_WITHIN, "registered again only after %.1f s (limit %.0f s)" % (took, REGISTER_WITHIN))
     check(srv.log_count("registered again") == 1, "no 'registered again' line in custosd's log")
-    check(eid, "event id")
+    check(eid in db_event_ids(srv, a.uid)[2], "the event %s sent while snmpd was down is not stored" % eid)
     wait_until(lambda: scalars_match(snmp, srv) is None, 10, "scalars to equal custosctl status again")
 
 
@@ -558,7 +558,9 @@ def test_snmp_agentx_abuse(ctx):
     m = FakeMaster(ctx)
     try:
         srv = ctx.server(extra_conf=m.conf()).start()
-        agent = ctx.agent(srv, "abuse-host")
+        # healthy: a host turning Critical would queue a notification (Notify
+        # PDU) that arrives wherever the test expects only Close or Ping
+        agent = ctx.agent(srv, "abuse-host", db_age_days=0.1, rtp=True)
         agent.enroll(srv.token_create("abuse"))
         agent.start()
         m.accept_and_register()
@@ -631,6 +633,8 @@ def test_snmp_agentx_abuse(ctx):
             check(err == 0, "request %d of the burst failed with error %d" % (k, err))
         sender.join(10)
         check(not sender.is_alive(), "the burst was not taken")
+        status = wait_synced(srv, ["abuse-host"])["abuse-host"]["status"]
+        check(status == "OK", "abuse-host is %s, not OK: its notification would cross the bad inputs" % status)
 
         bad = [
             (b"\x09" + b"\0" * 19, "not AgentX"),                                   # version 9
@@ -672,8 +676,15 @@ def test_snmp_threats_survive_restart(ctx):
     pc.start()
     wait_synced(srv, ["pc"])
     day = FLEET + ".10.0"
-    for i in range(3):
-        pc.event("Eicar-Test-Signature FOUND in /tmp/e%d" % i, severity="critical", kind="threat_found")
+    # the threats wait in the stopped agent's spool, where the test keeps a
+    # copy of the first one to resend it later
+    pc.stop()
+    ids = [pc.event("Eicar-Test-Signature FOUND in /tmp/e%d" % i, severity="critical", kind="threat_found")
+           for i in range(3)]
+    spool = pc.state / "spool"
+    kept = {f.name: f.read_bytes() for f in spool.glob("*-%s.json" % ids[0])}
+    check(len(kept) == 1, "threat %s is not one file in %s: %r" % (ids[0], spool, sorted(os.listdir(spool))))
+    pc.start()
     wait_until(lambda: snmp.get(day).get(day) == 3, 15, "custosThreatsLastDay to count 3")
     wait_until(lambda: pc.queued() == 0, 15, "the agent's events to be acknowledged")
     wait_until(lambda: srv.sql("SELECT COUNT(*) FROM events WHERE kind = 'threat_found'") == [["3"]], 10,
@@ -684,3 +695,22 @@ def test_snmp_threats_survive_restart(ctx):
     check(srv.log_count("virus outbreak") == 0, "3 threats are no outbreak (threshold 50)")
     pc.event("Eicar-Test-Signature FOUND in /tmp/e9", severity="critical", kind="threat_found")
     wait_until(lambda: snmp.get(day).get(day) == 4, 15, "custosThreatsLastDay to count the new threat")
+    wait_until(lambda: pc.queued() == 0, 15, "the new threat to be acknowledged")
+    # the agent resends a threat the server stored before the restart (as
+    # after a crash between the server's commit and the agent's removal of
+    # the file): the same event id again, which must count once
+    pc.stop()
+    for name, data in kept.items():
+        (spool / name).write_bytes(data)
+    check(pc.queued() == 1, "the copy of threat %s is not back in the agent's queue" % ids[0])
+    pc.start()
+    wait_until(lambda: pc.queued() == 0, 15, "the server to acknowledge the resent threat %s" % ids[0])
+    for _ in range(10):   # the count must stay 4, not only be 4 once
+        got = snmp.get(day).get(day)
+        check(got == 4, "custosThreatsLastDay is %r after threat %s was resent, expected 4" % (got, ids[0]))
+        time.sleep(0.2)
+    n, distinct, stored = db_event_ids(srv, pc.uid)
+    check(n == distinct and ids[0] in stored, "the resent threat %s is stored %d times (%d rows, %d ids)"
+          % (ids[0], n - distinct + 1, n, distinct))
+    check(srv.sql("SELECT COUNT(*) FROM events WHERE kind = 'threat_found'") == [["4"]],
+          "the database holds other than 4 threats after the resend")
