@@ -56,6 +56,7 @@ struct conn {
 	bool preauth;             /* counted in the listener's per-address table */
 	bool enroll_seen;         /* no certificate: its one enroll came, nothing may follow */
 	bool throttled;           /* reading paused until the output drains */
+	bool sync_asked;          /* sync_now sent, no sync since: a close may have lost it */
 };
 
 /* unauthenticated connections of one client address */
@@ -83,6 +84,9 @@ struct listener {
 	struct hmap *preauth;      /* ip -> struct addr_count */
 	struct event *accept_resume;
 	struct ratelog log_limit, log_addr, log_preauth, log_stalled, log_accept, log_hs_timeout, log_hs_eof;
+	void (*push_lost)(void *arg, struct host *h);
+	void *push_lost_arg;
+	bool stopping;
 };
 
 static size_t
@@ -352,6 +356,7 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	json_int_t wake = json_integer_value(json_object_get(msg, "wake_port"));
 	int64_t now = now_s();
 
+	c->sync_asked = false;
 	if (posture && !json_is_object(posture)) {
 		conn_error(c, "bad_request", "sync: posture must be an object", false);
 		return;
@@ -832,8 +837,13 @@ conn_close(struct conn *c)
 	preauth_release(c);
 	event_free(c->deadline);
 	c->deadline = NULL;
-	if (c->host && c->host->conn == c)
+	if (c->host && c->host->conn == c) {
 		c->host->conn = NULL;
+		/* an agent without a kept connection may have closed it with
+		 * our sync_now unread: ask again the other way (a datagram) */
+		if (c->sync_asked && !l->stopping && l->push_lost)
+			l->push_lost(l->push_lost_arg, c->host);
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1068,6 +1078,7 @@ listener_stop(struct listener *l)
 	if (l == NULL)
 		return;
 	evconnlistener_free(l->evl);
+	l->stopping = true;
 	while (l->conns)
 		conn_close(l->conns);
 	listener_free(l);
@@ -1083,8 +1094,16 @@ int
 listener_push_sync(struct listener *l, struct host *h)
 {
 	(void)l;
-	if (h->conn == NULL || h->conn->dead)
+	if (h->conn == NULL || h->conn->dead || h->conn->closing)
 		return -1;
 	conn_send(h->conn, json_pack("{s:s}", "type", "sync_now"));
+	h->conn->sync_asked = true;
 	return 0;
+}
+
+void
+listener_on_push_lost(struct listener *l, void (*cb)(void *arg, struct host *h), void *arg)
+{
+	l->push_lost = cb;
+	l->push_lost_arg = arg;
 }

@@ -35,5 +35,10 @@ void listener_stop(struct listener *l);
 size_t listener_conn_count(const struct listener *l);
 /* Asks a connected agent to sync now; -1 when it has no live connection. */
 int listener_push_sync(struct listener *l, struct host *h);
+/* cb(arg, h) runs when a connection that was asked to sync closes before
+ * its agent synced (an agent without a kept connection closes as soon as it
+ * has nothing to wait for, and may not have read the request): main.c asks
+ * again by a wake-up datagram. */
+void listener_on_push_lost(struct listener *l, void (*cb)(void *arg, struct host *h), void *arg);
 
 #endif

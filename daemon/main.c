@@ -321,6 +321,16 @@ start_db(struct daemon_ctx *d, char *err, size_t errlen)
 	return srv->db ? 0 : -1;
 }
 
+/* A sync_now the agent may not have read (it closed the connection): ask
+ * again by a wake-up datagram, paced like the others. */
+static void
+sync_request_lost(void *arg, struct host *h)
+{
+	struct server *srv = arg;
+	if (srv->wake && wakeup_host_later(srv->wake, h) == 0)
+		log_debug("agent", "host %s closed before it synced as asked; waking it by datagram", h->name);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -424,6 +434,7 @@ main(int argc, char **argv)
 		fatalx("main", "%s", err);
 	if ((srv->wake = wakeup_new(srv, (double)conf_int(srv->cfg, "wakeup.rate"), err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
+	listener_on_push_lost(srv->lis, sync_request_lost, srv);
 	if (conf_bool(srv->cfg, "snmp.enabled")) {
 		struct snmp_config sc = {
 			.agentx_socket = conf_str(srv->cfg, "snmp.agentx_socket"),

@@ -911,3 +911,36 @@ def test_event_refused_alone(ctx):
     _, _, stored = db_event_ids(srv, a.uid)
     check(stored == {good["id"]}, "stored %r" % stored)
     check(srv.log_count("(%s) refused: event message must" % bad["id"]) == 1, "custosd did not log the refusal")
+
+
+def test_wake_request_lost_on_close(ctx):
+    """The server asks a connected agent to sync (sync_now) just as the
+    agent, which keeps no connection (the default), closes it without
+    reading the request: the server must ask again by a signed wake-up
+    datagram instead of losing the request until the next regular sync."""
+    srv = ctx.server(sync_interval=None).start()
+    a = ctx.agent(srv, "closer", keep=False, wake=False)
+    a.enroll(srv.token_create("fleet"))
+    wake_port = ctx.port()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", wake_port))
+    udp.settimeout(10)
+    raw = socket.create_connection(("127.0.0.1", srv.listen_port), timeout=10)
+    s = _tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
+    try:
+        body = json.dumps({"type": "sync", "posture": {}, "wake_port": wake_port}).encode()
+        s.sendall(struct.pack(">I", len(body)) + body)
+        (n,) = struct.unpack(">I", _recv_exact(s, 4))
+        msg = json.loads(_recv_exact(s, n))
+        check(msg.get("type") == "sync_ok", "expected sync_ok, got %r" % msg)
+        srv.ctl("wake", a.name)     # goes over the open connection as sync_now
+    finally:
+        s.close()                   # unread
+    try:
+        data, _ = udp.recvfrom(2048)
+    except socket.timeout:
+        raise TestFailure("no wake-up datagram within 10 s after the agent closed with the "
+                          "sync request unread")
+    finally:
+        udp.close()
+    check(data[:4] == b"CWK1", "the datagram is not a wake-up: %r" % data[:16])
