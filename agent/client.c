@@ -481,9 +481,13 @@ on_spool(evutil_socket_t fd, short what, void *arg)
 	/* custos-agent event --kind threat_found (or threats --clear) changed
 	 * the count of unresolved threats: the server learns it by a sync now,
 	 * not at the next regular one (the host's status and NAC token) */
-	if (read_threats(a) != a->pc.threats_unresolved) {
+	if (!a->want_sync && read_threats(a) != a->pc.threats_unresolved) {
 		log_info("client", "unresolved threats changed; syncing now");
-		agent_sync_now(a);
+		a->want_sync = true;
+		if (a->connected)
+			agent_send_sync(a);
+		else if (!a->connecting && !evtimer_pending(a->retry_timer, NULL))
+			agent_connect(a);   /* else the pending reconnection syncs */
 	}
 	agent_flush_events(a);
 }
