@@ -373,6 +373,11 @@ def test_snmp_threat_notifications(ctx):
           % (len(counts), took, counts))
     wait_until(lambda: snmp.get(FLEET + ".10.0").get(FLEET + ".10.0") == 21, 5, "custosThreatsLastDay = 21")
 
+    # resolved on the host: the agent syncs at once and pc is OK again
+    ctx.run(pc.argv("threats", "--clear"))
+    wait_until(lambda: srv.hosts_by_name()["pc"]["status"] == "OK", 15,
+               "pc to be OK after custos-agent threats --clear")
+
 
 # 3 -------------------------------------------------------------------------
 

@@ -114,8 +114,11 @@ def test_restart_keeps_hosts(ctx):
         return {h["name"]: (h["uid"], h["id"], h["hostname"], h["enrolled_at"], h["status"])
                 for h in srv.hosts()}
     before = snapshot()
-    srv.restart()
+    # the reconnection's sync can come before restart() returns: take the
+    # time first, once the clock has left the second of the last sync
+    _after_second(max(h["last_seen"] for h in srv.hosts()))
     restarted = int(time.time())
+    srv.restart()
     after = snapshot()
     check(after == before, "hosts before the restart %s, after %s" % (before, after))
     check(srv.status()["hosts"]["total"] == 3, "status counts %r hosts" % srv.status()["hosts"])
