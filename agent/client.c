@@ -405,6 +405,11 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		    *buf ? buf : (errno ? strerror(errno) : "connection refused"));
 	else
 		log_info("client", "connection to the server closed%s%s", *buf ? ": " : "", buf);
+	/* a kept connection was lost (a server restart, the network): the
+	 * server may have missed what happened meanwhile, so the reconnection
+	 * syncs, as the agent's start does */
+	if (a->connected && keep_connection(a))
+		a->want_sync = true;
 	agent_disconnect(a);
 	agent_retry_later(a);
 }
@@ -564,6 +569,17 @@ on_spool(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
+	/* custos-agent event --kind threat_found (or threats --clear) changed
+	 * the count of unresolved threats: the server learns it by a sync now,
+	 * not at the next regular one (the host's status and NAC token) */
+	if (!a->want_sync && read_threats(a) != a->pc.threats_unresolved) {
+		log_info("client", "unresolved threats changed; syncing now");
+		a->want_sync = true;
+		if (a->connected)
+			agent_send_sync(a);
+		else if (!a->connecting && !evtimer_pending(a->retry_timer, NULL))
+			agent_connect(a);   /* else the pending reconnection syncs */
+	}
 	agent_flush_events(a);
 }
 
@@ -639,6 +655,11 @@ spool_watch(struct agent *a, char *err, size_t errlen)
 	if (a->inotify_fd < 0 ||
 	    inotify_add_watch(a->inotify_fd, evq_dir(a->q), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
 		str_fmt(err, errlen, "cannot watch %s: %s", evq_dir(a->q), strerror(errno));
+		return -1;
+	}
+	/* the state directory too: threats_unresolved is replaced there */
+	if (inotify_add_watch(a->inotify_fd, a->state_dir, IN_MOVED_TO) < 0) {
+		str_fmt(err, errlen, "cannot watch %s: %s", a->state_dir, strerror(errno));
 		return -1;
 	}
 	a->spool_ev = event_new(a->base, a->inotify_fd, EV_READ | EV_PERSIST, on_spool, a);

@@ -494,15 +494,17 @@ outbreak_track(struct mgmt *mg, uint64_t group_id)
 	return &n[mg->nob++];
 }
 
-/* Connected agents of a subtree are told to sync now (new documents). */
+/* The agents of a subtree are told to sync (new documents). */
 static void
 push_subtree(struct mgmt *mg, uint64_t group_id)
 {
 	size_t n;
 	struct host **all = registry_hosts(mg->srv->reg, &n);
+	/* connected agents sync now; the others (agents hang up between syncs
+	 * by default) get a paced wake-up datagram, as for any other change */
 	for (size_t i = 0; all && i < n; i++)
-		if (all[i]->conn && (group_id == 0 || groups_in_subtree(mg->m->groups, all[i]->group_id, group_id)))
-			listener_push_sync(mg->srv->lis, all[i]);
+		if (group_id == 0 || groups_in_subtree(mg->m->groups, all[i]->group_id, group_id))
+			notify_host(mg, all[i]);
 	free(all);
 }
 

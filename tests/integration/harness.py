@@ -393,10 +393,14 @@ def read_count(path, needle):
 
 class Server:
     """custosd with its own state directory, database, ports and config file
-    (everything in the file, so SIGHUP tests can edit it)."""
+    (everything in the file, so SIGHUP tests can edit it). The sync settings
+    are the product's (900 s + up to 90 s jitter) unless a test about them
+    passes sync_interval: within a test an agent syncs at its start and when
+    something a user has makes it (custosctl wake, a pushed change, a
+    restart), never on a short timer."""
 
     def __init__(self, ctx, label="custosd", state_dir=None, database=None, listen_port=None,
-                 api_port=None, sync_interval=10, extra_conf="", handshake_timeout=10,
+                 api_port=None, sync_interval=None, extra_conf="", handshake_timeout=10,
                  declare_dir=None):
         self.ctx = ctx
         self.label = label
@@ -530,6 +534,17 @@ database: {
     def tokens(self):
         return {t["name"]: t for t in self.ctl_json("token", "list")}
 
+    def wake_and_wait(self, agent, timeout=20):
+        """custosctl wake for the agent's host (a signed UDP wake-up, or
+        sync_now over a kept connection), then waits until the agent has
+        completed a sync after it; returns the host as custosctl lists it."""
+        before = agent.log_count("synced with the server")
+        out = self.ctl("wake", agent.name)
+        check("wake-up sent" in out, "custosctl wake %s printed %r" % (agent.name, out))
+        wait_until(lambda: agent.log_count("synced with the server") > before, timeout,
+                   "agent %s to sync after custosctl wake" % agent.label, interval=0.2)
+        return self.hosts_by_name()[agent.name]
+
     def token_create(self, name, max_uses=0, days=1):
         j = self.ctl_json("token", "create", name, "--days", str(days), "--max-uses", str(max_uses))
         check(isinstance(j.get("token"), str) and len(j["token"]) >= 12,
@@ -550,9 +565,12 @@ def clamav_header(stime, version=27000, sigs=2000000):
 class Agent:
     """custos-agent with its own state directory, wake port, reported host
     name and ClamAV database directory. The state directory does not exist
-    before enrolment."""
+    before enrolment. keep=False is the product's default: the agent hangs
+    up once it has said what it had to say, and anything the server wants
+    of it comes as a signed wake-up datagram; a test that passes keep=True
+    is about the kept connection and says so."""
 
-    def __init__(self, ctx, server, hostname, label=None, keep=True, db_age_days=None, rtp=False,
+    def __init__(self, ctx, server, hostname, label=None, keep=False, db_age_days=None, rtp=False,
                  sync_interval=None, wake=True, extra=()):
         self.ctx = ctx
         self.server = server

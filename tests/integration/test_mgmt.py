@@ -90,9 +90,9 @@ def _standard_files(checks=12, tasks=True):
 
 
 def _server(ctx, files=None, **kw):
-    """custosd with these custos.d files. Agents sync every hour only: what
-    reaches them within a test was pushed (sync_now) or woken (UDP)."""
-    kw.setdefault("sync_interval", 3600)
+    """custosd with these custos.d files and the product's sync settings
+    (every 900 s + jitter): what reaches an agent within a test was pushed
+    over its kept connection (sync_now) or woken (a UDP datagram)."""
     srv = ctx.server(**kw)
     _declare(srv, files if files is not None else _standard_files())
     srv.start()
@@ -305,11 +305,11 @@ def test_mgmt_relocation(ctx):
     host moved by hand stays where it was put."""
     srv = _server(ctx, files={"10-groups.conf": GROUPS_CONF})
     agents = _agents(ctx, srv, [
-        ("web-1", {"keep": False}),
-        ("srv-1", {"keep": False}),
-        ("desk-1", {"keep": False, "tags": "office,lab"}),   # 127.0.0.1 and tag lab
-        ("far-1", {"keep": False, "tags": "far"}),           # tag far, but not in 198.51.100.0/24
-        ("other", {"keep": False}),
+        ("web-1", {}),
+        ("srv-1", {}),
+        ("desk-1", {"tags": "office,lab"}),   # 127.0.0.1 and tag lab
+        ("far-1", {"tags": "far"}),           # tag far, but not in 198.51.100.0/24
+        ("other", {}),
     ])
     expect = {"web-1": "Servers/Web", "srv-1": "Servers", "desk-1": "Workstations", "far-1": "",
               "other": ""}
@@ -348,13 +348,15 @@ def test_mgmt_relocation(ctx):
 
 def test_mgmt_policy_push(ctx):
     """A policy change in the files (SIGHUP) and through the API reaches the
-    connected agents, which report the applied version within seconds; a
-    locked setting of a parent group wins over a child's value, also with
-    inherit off."""
+    agents, which report the applied version within seconds: web-1 (the
+    product default, no kept connection) by a signed wake-up datagram, srv-1
+    over its kept connection (sync_now); a locked setting of a parent group
+    wins over a child's value, also with inherit off."""
     srv = _server(ctx, files=_standard_files(tasks=False))
-    agents = _agents(ctx, srv, [("web-1", {"keep": True}), ("srv-1", {"keep": True})])
+    # srv-1 is about agent.keep_connection: the push over a kept connection
+    agents = _agents(ctx, srv, [("web-1", {}), ("srv-1", {"keep": True})])
     _wait_groups(srv, {"web-1": "Servers/Web", "srv-1": "Servers"}, timeout=5)
-    wait_until(lambda: srv.status()["agents_connected"] == 2, 15, "2 agents connected")
+    wait_until(lambda: srv.hosts_by_name()["srv-1"]["connected"], 15, "srv-1's kept connection")
 
     versions = {}
     for name, group in (("web-1", "Servers/Web"), ("srv-1", "Servers")):
@@ -380,6 +382,11 @@ def test_mgmt_policy_push(ctx):
         timings.append(took)
         check(_clamav(p)["update_checks_per_day"] == 6, "%s: %r after the reload" % (name, _clamav(p)))
         versions[name] += 1
+    # each by its own way: web-1 (no connection held) by a datagram
+    check(agents["web-1"].log_count("genuine wake-up") >= 1,
+          "web-1 (no kept connection) applied the change without a wake-up datagram")
+    check(agents["srv-1"].log_count("server asked for a sync") >= 1,
+          "srv-1 was not asked over its kept connection")
     fresh = agents["web-1"].conf.parent / "freshclam.conf"
     wait_until(lambda: fresh.exists() and "Checks 6" in fresh.read_text(), 10,
                "web-1's freshclam.conf to hold Checks 6")
@@ -421,7 +428,7 @@ def test_mgmt_local_settings(ctx):
     """A host's local settings override unlocked values of its policies but
     never a locked one; clearing them restores the group's values."""
     srv = _server(ctx, files=_standard_files(tasks=False))
-    _agents(ctx, srv, [("web-1", {"keep": True}), ("ws-1", {"keep": False, "tags": "lab"})])
+    _agents(ctx, srv, [("web-1", {}), ("ws-1", {"tags": "lab"})])
     _wait_groups(srv, {"web-1": "Servers/Web", "ws-1": "Workstations"}, timeout=5)
     p = wait_until(lambda: (lambda p: p if p["applied_version"] == p["version"] > 0 else None)(
         _policy(srv, "web-1")), 15, "web-1 to apply its first policy", interval=0.2)
@@ -467,10 +474,10 @@ def test_mgmt_tasks(ctx):
     cancelled."""
     srv = _server(ctx)
     agents = _agents(ctx, srv, [
-        ("srv-1", {"keep": False}),                 # woken by UDP
-        ("web-1", {"keep": True}),
-        ("ws-1", {"keep": True, "tags": "lab"}),
-        ("lone", {"keep": True}),                   # Unassigned
+        ("srv-1", {}),                              # woken by UDP (the product default)
+        ("web-1", {"keep": True}),                  # about agent.keep_connection: sync_now over it
+        ("ws-1", {"tags": "lab"}),
+        ("lone", {}),                               # Unassigned
     ])
     _wait_groups(srv, {"srv-1": "Servers", "web-1": "Servers/Web", "ws-1": "Workstations", "lone": ""},
                  timeout=5)
@@ -491,6 +498,7 @@ def test_mgmt_tasks(ctx):
               "result of hello: %r" % r)
         check(r["started"] > 0 and r["ended"] >= r["started"], "hello times: %r" % r)
     check(srv.ctl_json("task", "hello")["manual_seq"] == 1, "manual_seq after one start")
+    check(agents["srv-1"].log_count("genuine wake-up") >= 1, "srv-1 ran hello without a wake-up datagram")
 
     # the time limit and a cancel, at the same time
     srv.ctl("task", "start", "slow")
@@ -586,7 +594,7 @@ def test_mgmt_reload_removes(ctx):
     reloading removes them; objects made through the API stay; the API
     refuses to change or delete what the files own, naming the file."""
     srv = _server(ctx, files=_standard_files())
-    _agents(ctx, srv, [("ws-1", {"keep": True, "tags": "lab"})])
+    _agents(ctx, srv, [("ws-1", {"tags": "lab"})])
     _wait_groups(srv, {"ws-1": "Workstations"}, timeout=5)
 
     # objects of the API
@@ -684,8 +692,7 @@ def test_mgmt_outbreak(ctx):
     files = _standard_files(tasks=False)
     files["25-outbreak.conf"] = OUTBREAK_CONF
     srv = _server(ctx, files=files)
-    agents = _agents(ctx, srv, [("srv-1", {"keep": True}), ("web-1", {"keep": True}),
-                                ("ws-1", {"keep": True, "tags": "lab"})])
+    agents = _agents(ctx, srv, [("srv-1", {}), ("web-1", {}), ("ws-1", {"tags": "lab"})])
     _wait_groups(srv, {"srv-1": "Servers", "web-1": "Servers/Web", "ws-1": "Workstations"}, timeout=5)
     ob = {p["name"]: p for p in srv.ctl_json("policies")}["servers-outbreak"]
     check(ob["kind"] == "outbreak" and ob["threshold"] == 3 and ob["window"] == 10 and ob["outbreak_now"] is False,

@@ -13,7 +13,7 @@ import socket
 import stat
 import time
 
-from harness import NAC_PROFILES, TestFailure, binary, check, wait_until
+from harness import NAC_PROFILES, TestFailure, binary, check, wait_synced, wait_until
 
 LINE_MAX = 65536
 
@@ -171,6 +171,9 @@ def test_nac_tokens(ctx):
     for name, a in agents.items():
         if name != "pending":
             a.start()
+    # the threat is found while the agent runs (after its first sync): the
+    # agent syncs because of it, no timer does
+    wait_synced(srv, [n for n in agents if n != "pending"])
     agents["infected"].event("Eicar-Test-Signature FOUND in /tmp/eicar.com", severity="critical",
                              kind="threat_found")
     want = {"healthy": "Healthy", "checkup": "Checkup", "quarantine": "Quarantine",

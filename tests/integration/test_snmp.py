@@ -322,12 +322,13 @@ def _counts(lines):
 
 def test_snmp_threat_notifications(ctx):
     """A threat event from an agent arrives at snmptrapd as
-    custosThreatDetected with the host and the message; the host's next
-    sync (an unresolved threat) raises custosHostBecameCritical; a burst is
+    custosThreatDetected with the host and the message; the sync the
+    threat makes the agent do at once (an unresolved threat; no timer: the
+    product's 900 s sync interval) raises custosHostBecameCritical; a burst is
     rate-limited and coalesced without losing the count."""
     snmp, srv = start_all(ctx, rate=2, burst=3)
     token = srv.token_create("t", max_uses=5)
-    pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True, sync_interval=10)
+    pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True)
     pc.enroll(token)
     pc.start()
     hosts = wait_synced(srv, ["pc"])
@@ -348,7 +349,7 @@ def test_snmp_threat_notifications(ctx):
           "the first notification stands for %r" % _counts([t]))
     wait_until(lambda: snmp.get(FLEET + ".10.0").get(FLEET + ".10.0") == 1, 5, "custosThreatsLastDay = 1")
 
-    # the agent counts the threat as unresolved: its next sync makes it Critical
+    # the agent counts the threat as unresolved and syncs: the host is Critical
     crit = wait_until(lambda: _traps(snmp, "custosHostBecameCritical"), 30,
                       "custosHostBecameCritical at snmptrapd")
     check("custosHostName.%d = STRING: pc" % hid in crit[0], "critical notification: %r" % crit[0])
@@ -371,6 +372,11 @@ def test_snmp_threat_notifications(ctx):
     check(len(counts) <= 3 + 2 * (took + 1) + 1, "%d notifications in %.1f s exceed the rate limit: %s"
           % (len(counts), took, counts))
     wait_until(lambda: snmp.get(FLEET + ".10.0").get(FLEET + ".10.0") == 21, 5, "custosThreatsLastDay = 21")
+
+    # resolved on the host: the agent syncs at once and pc is OK again
+    ctx.run(pc.argv("threats", "--clear"))
+    wait_until(lambda: srv.hosts_by_name()["pc"]["status"] == "OK", 15,
+               "pc to be OK after custos-agent threats --clear")
 
 
 # 3 -------------------------------------------------------------------------
@@ -671,7 +677,7 @@ def test_snmp_threats_survive_restart(ctx):
     custosd restarts, and a threat resent after the restart counts once."""
     snmp, srv = start_all(ctx)
     token = srv.token_create("t", max_uses=5)
-    pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True, sync_interval=10)
+    pc = ctx.agent(srv, "pc", db_age_days=0.1, rtp=True)
     pc.enroll(token)
     pc.start()
     wait_synced(srv, ["pc"])
