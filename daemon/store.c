@@ -52,13 +52,14 @@ struct event_row {
 	char uid[33];
 	int64_t time, received;
 	int severity;
-	char kind[65];
-	char message[1025];
+	char kind[64 * 4 + 1];    /* VARCHAR(64) utf8mb4: 64 characters */
+	char message[1024 * 4 + 1];
 	char *data;               /* JSON text or NULL */
 	/* kind task_result: the result it reports (task_id 0 otherwise) */
 	uint64_t task_id;
 	int task_run;
 	long long task_exit;
+	bool task_exit_null;      /* no exit code (running, or out of range: bounds.c) */
 	char task_state[16];
 	char *task_tail;
 	int64_t task_started, task_ended;
@@ -369,6 +370,7 @@ batch_write_task_results(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 	col_i64(&cb, C_RUN, false);
 	col_str(&cb, C_STATE);
 	col_i64(&cb, C_EXIT, false);
+	bind[C_EXIT].u.indicator = col_alloc(&cb, 1);
 	col_str(&cb, C_TAIL);
 	col_i64(&cb, C_START, false);
 	col_i64(&cb, C_END, false);
@@ -388,6 +390,7 @@ batch_write_task_results(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 		set_i64(&bind[C_RUN], r, e->task_run);
 		set_str(&bind[C_STATE], r, e->task_state);
 		set_i64(&bind[C_EXIT], r, e->task_exit);
+		bind[C_EXIT].u.indicator[r] = e->task_exit_null ? STMT_INDICATOR_NULL : STMT_INDICATOR_NONE;
 		set_str(&bind[C_TAIL], r, e->task_tail);
 		set_i64(&bind[C_START], r, e->task_started);
 		set_i64(&bind[C_END], r, e->task_ended);
@@ -668,8 +671,11 @@ task_row_fill(struct event_row *r, const json_t *data)
 	if (id <= 0 || !known)
 		return; /* kept as an event only */
 	r->task_id = (uint64_t)id;
+	/* run and exit_code are within INT on arrival (bounds.c) */
 	r->task_run = (int)json_integer_value(json_object_get(data, "run"));
-	r->task_exit = json_integer_value(json_object_get(data, "exit_code"));
+	json_t *code = json_object_get(data, "exit_code");
+	r->task_exit = json_integer_value(code);
+	r->task_exit_null = !json_is_integer(code);
 	str_copy(r->task_state, state, sizeof(r->task_state));
 	/* bounded on arrival (bounds.c); cut at a character boundary all the same */
 	const char *tail = json_string_value(json_object_get(data, "output_tail"));
@@ -923,7 +929,7 @@ events_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	unsigned long long id;
 	long long t, rcv;
 	int sev;
-	char name[256], uid[40], kind[80], msg[1100];
+	char name[256], uid[40], kind[64 * 4 + 8], msg[1024 * 4 + 8];
 	char *data = malloc(1 << 20);
 	unsigned long name_len, uid_len, kind_len, msg_len, data_len;
 	MYSQL_BIND r[9];
