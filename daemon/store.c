@@ -222,7 +222,29 @@ struct wstmt {
 	MYSQL_STMT *st;
 	MYSQL_BIND bind[WCOLS_MAX];
 	size_t ncols, nrows;
+	size_t limit;            /* bytes an execution may send (max_allowed_packet) */
 };
+
+/* Bytes row i adds to an execution, generously: a length or an integer and
+ * an indicator per column, plus the strings. */
+static size_t
+wstmt_row_bytes(const struct wstmt *w, size_t i)
+{
+	size_t n = 16;
+	for (size_t c = 0; c < w->ncols; c++)
+		n += 10 + (w->bind[c].buffer_type == MYSQL_TYPE_STRING ? w->bind[c].length[i] : 0);
+	return n;
+}
+
+#define PACKET_MARGIN 4096        /* an execution's header and column types */
+
+/* A row that alone exceeds max_allowed_packet: MariaDB would drop the
+ * connection, and the batch would be retried for ever. */
+static bool
+wstmt_too_big(const struct wstmt *w, size_t i)
+{
+	return wstmt_row_bytes(w, i) + PACKET_MARGIN > w->limit;
+}
 
 static void
 wstmt_free(struct wstmt *w)
@@ -266,6 +288,51 @@ wstmt_exec(struct wstmt *w, size_t lo, size_t n, unsigned int *code, char *err, 
 		*code = mysql_stmt_errno(w->st);
 		return db_stmt_fail(w->st, w->what, err, errlen);
 	}
+	return 0;
+}
+
+/* Every row in as few executions as fit max_allowed_packet; a row too big
+ * alone (marked refused beforehand) is skipped. */
+static int
+wstmt_exec_all(struct wstmt *w, unsigned int *code, char *err, size_t errlen)
+{
+	size_t lo = 0, sum = PACKET_MARGIN;
+	int rc;
+	for (size_t i = 0; i < w->nrows; i++) {
+		size_t n = wstmt_row_bytes(w, i);
+		bool big = n + PACKET_MARGIN > w->limit;
+		if (big || sum + n > w->limit) {
+			if ((rc = wstmt_exec(w, lo, i - lo, code, err, errlen)) != 0)
+				return rc;
+			lo = big ? i + 1 : i;
+			sum = PACKET_MARGIN + (big ? 0 : n);
+		} else {
+			sum += n;
+		}
+	}
+	return wstmt_exec(w, lo, w->nrows - lo, code, err, errlen);
+}
+
+/* MariaDB's max_allowed_packet, read once per connection (DB thread only). */
+static int
+packet_limit(MYSQL *conn, size_t *out, char *err, size_t errlen)
+{
+	static unsigned long conn_id;
+	static size_t cached;
+	unsigned long id = mysql_thread_id(conn);
+	if (cached == 0 || id != conn_id) {
+		if (mysql_query(conn, "SELECT @@max_allowed_packet"))
+			return db_conn_fail(conn, "max_allowed_packet", err, errlen);
+		MYSQL_RES *res = mysql_store_result(conn);
+		if (res == NULL)
+			return db_conn_fail(conn, "max_allowed_packet", err, errlen);
+		MYSQL_ROW row = mysql_fetch_row(res);
+		unsigned long long v = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
+		mysql_free_result(res);
+		cached = v >= 1024 ? (size_t)v : 1024;
+		conn_id = id;
+	}
+	*out = cached;
 	return 0;
 }
 
@@ -516,6 +583,8 @@ batch_rows(MYSQL *conn, struct batch *b, struct wstmt *w, char *err, size_t errl
 	if ((rc = db_exec(conn, "ROLLBACK", err, errlen)) != 0 || (rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
 		return rc;
 	for (size_t i = 0; i < b->nhosts; i++) {
+		if (b->hosts[i].refused != NULL)
+			continue; /* too big to send */
 		rc = row_store(conn, &w[0], i, NULL, 0, why, sizeof(why), err, errlen);
 		if (rc < 0)
 			return rc;
@@ -527,6 +596,8 @@ batch_rows(MYSQL *conn, struct batch *b, struct wstmt *w, char *err, size_t errl
 	for (size_t i = 0; i < b->nevents; i++) {
 		struct event_row *e = &b->events[i];
 		struct wstmt *t = e->task_id != 0 ? &w[2] : NULL;
+		if (e->refused != NULL)
+			continue; /* too big to send */
 		rc = row_store(conn, &w[1], i, t, e->task_row, why, sizeof(why), err, errlen);
 		if (rc == ROW_REFUSED_SECOND) {
 			/* the task result: the event is stored without it */
@@ -585,16 +656,39 @@ batch_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 		str_fmt(err, errlen, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < 3; i++)
+	size_t limit = 0;
+	if ((rc = packet_limit(conn, &limit, err, errlen)) != 0)
+		goto out;
+	for (size_t i = 0; i < 3; i++) {
+		w[i].limit = limit;
 		if ((rc = wstmt_prepare(conn, &w[i], err, errlen)) != 0)
 			goto out;
+	}
+	/* a host row or an event larger than a packet is left out (task
+	 * results are small: output_tail is cut on arrival) */
+	char why[160];
+	for (size_t i = 0; i < b->nhosts; i++)
+		if (wstmt_too_big(&w[0], i)) {
+			str_fmt(why, sizeof(why), "the row, about %zu bytes, exceeds max_allowed_packet (%zu)",
+			    wstmt_row_bytes(&w[0], i), limit);
+			b->hosts[i].refused = strdup(why);
+			b->nrefused++;
+		}
+	for (size_t i = 0; i < b->nevents; i++)
+		if (wstmt_too_big(&w[1], i)) {
+			str_fmt(why, sizeof(why), "the row, about %zu bytes, exceeds max_allowed_packet (%zu)",
+			    wstmt_row_bytes(&w[1], i), limit);
+			b->events[i].refused = strdup(why);
+			b->nrefused++;
+		}
 	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
 		goto out;
 	for (size_t i = 0; i < 3 && rc == 0; i++)
-		rc = wstmt_exec(&w[i], 0, w[i].nrows, &code, err, errlen);
-	if (rc == 0)
+		rc = wstmt_exec_all(&w[i], &code, err, errlen);
+	if (rc == 0) {
+		b->nstored = b->nhosts + b->nevents - b->nrefused;
 		rc = db_exec(conn, "COMMIT", err, errlen);
-	else if (rc != DB_JOB_CONN_LOST && row_refused(code))
+	} else if (rc != DB_JOB_CONN_LOST && row_refused(code))
 		rc = batch_rows(conn, b, w, err, errlen);
 out:
 	for (size_t i = 0; i < 3; i++)

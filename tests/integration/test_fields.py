@@ -213,3 +213,37 @@ def test_every_row_refused_nacked(ctx):
     rows = srv.sql("SELECT run, state, exit_code IS NULL FROM task_results WHERE task_id = 77")
     check(rows == [["3", "failed", "1"]], "task_results: %r" % rows)
     check("exit_code is larger than its column" in srv.log_text(), "no log line for the exit code")
+
+
+def test_packet_limit(ctx):
+    """MariaDB's max_allowed_packet (here 32 KiB, set before the server
+    connects) bounds what one statement may send: a write whose events add
+    up to more is sent in parts, and an event larger than a packet alone is
+    left out and logged, instead of the connection being dropped and the
+    write retried for ever."""
+    before = ctx.mariadb.sql("SELECT @@GLOBAL.max_allowed_packet")[0][0]
+    ctx.mariadb.sql("SET GLOBAL max_allowed_packet = 32768")
+    try:
+        srv = ctx.server(sync_interval=None).start()
+        token = srv.token_create("fleet", max_uses=1)
+        agent = ctx.agent(srv, "bulky", keep=False, db_age_days=0.1, rtp=True)
+        agent.enroll(token)
+        ids = []
+        for i in range(6):   # about 60 KiB together
+            _, out, _ = ctx.run(agent.argv("event", "--severity", "info", "--kind", "report", "--message",
+                                           "part %d" % i, "--data", json.dumps({"blob": "%d" % i * 10000})))
+            ids.append(out.strip())
+        _, out, _ = ctx.run(agent.argv("event", "--severity", "info", "--kind", "report", "--message",
+                                       "too big", "--data", json.dumps({"blob": "b" * 40000})))
+        big = out.strip()
+        agent.start()
+        wait_until(lambda: agent.queued() == 0, 15, "the agent's events acknowledged")
+        stored = db_event_ids(srv, agent.uid)[2]
+        check(set(ids) <= stored and big not in stored, "stored %d of the 6 events; the big one: %s"
+              % (len(set(ids) & stored), big in stored))
+        lines = [l for l in srv.log_text().splitlines() if "exceeds max_allowed_packet" in l]
+        check(len(lines) == 1 and big in lines[0] and "host bulky" in lines[0], "log lines: %r" % lines)
+        check(srv.log_count("database down") == 0, "the connection was dropped: %r"
+              % [l for l in srv.log_text().splitlines() if "database down" in l][:2])
+    finally:
+        ctx.mariadb.sql("SET GLOBAL max_allowed_packet = %s" % before)
