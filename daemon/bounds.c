@@ -38,6 +38,7 @@ struct bound {
 	int64_t lo, hi;          /* B_INT: the column's range */
 	bool to_null;            /* B_INT: out of range becomes null, else clamped */
 	const char *left_out;    /* B_JSON: what a removed document means */
+	const char *kind;        /* only in events of this kind (NULL: all) */
 	int64_t last_log;
 	uint64_t unlogged;
 };
@@ -70,9 +71,9 @@ static struct bound event_bounds[] = {
 	{ .path = "data.output_tail", .column = "task_results.output_tail, 4096 bytes kept", .type = B_STRING,
 	  .unit = U_BYTES, .max = 4096 },
 	{ .path = "data.run", .column = "task_results.run INT", .type = B_INT, .lo = INT32_MIN,
-	  .hi = INT32_MAX },
+	  .hi = INT32_MAX, .kind = "task_result" },
 	{ .path = "data.exit_code", .column = "task_results.exit_code INT", .type = B_INT,
-	  .lo = INT32_MIN, .hi = INT32_MAX, .to_null = true },
+	  .lo = INT32_MIN, .hi = INT32_MAX, .to_null = true, .kind = "task_result" },
 	{ .path = "data", .column = "events.data MEDIUMTEXT", .type = B_JSON, .max = MEDIUMTEXT_MAX,
 	  .left_out = "the event is stored without it" },
 };
@@ -226,6 +227,11 @@ bounds_apply(struct bound *table, size_t ntable, const char *what, json_t *root,
 	for (size_t i = 0; i < ntable; i++) {
 		struct bound *b = &table[i];
 		json_t *parent = NULL;
+		if (b->kind != NULL) {
+			const char *k = json_string_value(json_object_get(root, "kind"));
+			if (k == NULL || strcmp(k, b->kind) != 0)
+				continue;
+		}
 		json_t *v = bound_lookup(root, b->path, &parent, key, sizeof(key));
 		if (v == NULL)
 			continue;

@@ -284,6 +284,14 @@ test_int_bounds(void **state)
 	assert_true(json_is_null(json_object_get(json_object_get(ev, "data"), "exit_code")));
 	json_decref(ev);
 
+	/* only task results go to task_results: other events' data is kept */
+	ev = json_pack("{s:s, s:s, s:{s:I}}", "kind", "scan", "message", "", "data", "run", (json_int_t)1 << 40);
+	cnt = (struct bounds_count){ 0, 0 };
+	bounds_event(ev, "web", &cnt);
+	assert_int_equal(cnt.truncated, 0);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(ev, "data"), "run")), (json_int_t)1 << 40);
+	json_decref(ev);
+
 	json_t *msg = json_pack("{s:{s:I, s:[]}}", "policy", "version", (json_int_t)-5000000000LL, "errors");
 	cnt = (struct bounds_count){ 0, 0 };
 	bounds_sync(msg, "web", &cnt);
