@@ -441,7 +441,7 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "transition", (json_int_t)nac[NAC_TRANSITION], "quarantine", (json_int_t)nac[NAC_QUARANTINE],
 	    "infected", (json_int_t)nac[NAC_INFECTED], "unknown", (json_int_t)nac[NAC_UNKNOWN]);
 	json_t *j = json_pack("{s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I,"
-	    " s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I, s:I, s:b}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:o}",
 	    "version", CUSTOS_VERSION, "uptime", (json_int_t)(now_s() - s->started),
 	    "database", db_state_name(db_state(s->db)), "server_fingerprint", s->pki.server_fp,
@@ -453,6 +453,7 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "jobs", (json_int_t)db_queue_depth(s->db),
 	    "shed", (json_int_t)(store_shed_count(s->store) + db_shed_count(s->db)),
 	    "refused", (json_int_t)store_refused_count(s->store),
+	    "writing", store_writing(s->store),
 	    "counters", "connections", (json_int_t)s->stats.conns_accepted,
 	    "refused_limit", (json_int_t)s->stats.conns_rejected_limit,
 	    "tls_failures", (json_int_t)s->stats.conns_failed_tls,

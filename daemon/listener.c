@@ -339,11 +339,11 @@ conn_host(struct conn *c)
  * (daemon/bounds.c), counted in the status counters. */
 static void
 fields_bound(struct conn *c, struct host *h, json_t *obj,
-    void (*fn)(json_t *, const char *, size_t, struct bounds_count *))
+    void (*fn)(json_t *, const char *, struct bounds_count *))
 {
 	struct server *srv = c->lis->srv;
 	struct bounds_count cnt = { 0, 0 };
-	fn(obj, h->name, c->lis->max_frame, &cnt);
+	fn(obj, h->name, &cnt);
 	srv->stats.fields_truncated += cnt.truncated;
 	srv->stats.fields_dropped += cnt.dropped;
 }

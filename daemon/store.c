@@ -55,18 +55,21 @@ struct event_row {
 	char uid[33];
 	int64_t time, received;
 	int severity;
-	char kind[65];
-	char message[1025];
+	char kind[64 * 4 + 1];    /* VARCHAR(64) utf8mb4: 64 characters */
+	char message[1024 * 4 + 1];
 	char *data;               /* JSON text or NULL */
 	/* kind task_result: the result it reports (task_id 0 otherwise) */
 	uint64_t task_id;
 	int task_run;
 	long long task_exit;
+	bool task_exit_null;      /* no exit code (running, or out of range: bounds.c) */
 	char task_state[16];
 	char *task_tail;
 	int64_t task_started, task_ended;
+	size_t task_row;          /* its row in the task results statement */
 	char host[64];            /* the host's name, for the log */
 	char *refused;            /* MariaDB's reason when it refused the row */
+	char *task_refused;       /* ... when it refused the task result alone */
 };
 
 struct waiter {
@@ -82,7 +85,7 @@ struct batch {
 	struct waiter *waiters;
 	size_t nwaiters, cap_waiters;
 	size_t nrefused;          /* rows MariaDB refused and that were left out */
-	unsigned int errcode;     /* MariaDB's error number of the last failed statement */
+	size_t nstored;           /* host rows and events stored when some were refused */
 };
 
 struct admin_cache {
@@ -142,6 +145,7 @@ batch_free(struct batch *b)
 		free(b->events[i].data);
 		free(b->events[i].task_tail);
 		free(b->events[i].refused);
+		free(b->events[i].task_refused);
 	}
 	free(b->hosts);
 	free(b->events);
@@ -212,39 +216,145 @@ set_str(MYSQL_BIND *b, size_t row, const char *v)
 	b->u.indicator[row] = v ? STMT_INDICATOR_NONE : STMT_INDICATOR_NULL;
 }
 
-static int
-bulk_execute(MYSQL *conn, const char *sql, MYSQL_BIND *bind, size_t nrows, const char *what,
-    unsigned int *code, char *err, size_t errlen)
+/* A write statement prepared once per batch, with its column arrays bound
+ * for all the batch's rows; wstmt_exec() runs any range of them. */
+#define WCOLS_MAX 16
+struct wstmt {
+	const char *what;
+	const char *sql;
+	MYSQL_STMT *st;
+	MYSQL_BIND bind[WCOLS_MAX];
+	size_t ncols, nrows;
+	size_t limit;            /* bytes an execution may send (max_allowed_packet) */
+};
+
+/* Bytes row i adds to an execution, generously: a length or an integer and
+ * an indicator per column, plus the strings. */
+static size_t
+wstmt_row_bytes(const struct wstmt *w, size_t i)
 {
-	MYSQL_STMT *st = mysql_stmt_init(conn);
-	unsigned int arr = (unsigned int)nrows;
-	int rc = 0;
-	if (st == NULL)
-		return db_conn_fail(conn, what, err, errlen);
-	if (mysql_stmt_prepare(st, sql, strlen(sql)) ||
-	    mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &arr) ||
-	    mysql_stmt_bind_param(st, bind) || mysql_stmt_execute(st)) {
-		*code = mysql_stmt_errno(st);
-		rc = db_stmt_fail(st, what, err, errlen);
-	}
-	mysql_stmt_close(st);
-	return rc;
+	size_t n = 16;
+	for (size_t c = 0; c < w->ncols; c++)
+		n += 10 + (w->bind[c].buffer_type == MYSQL_TYPE_STRING ? w->bind[c].length[i] : 0);
+	return n;
+}
+
+#define PACKET_MARGIN 4096        /* an execution's header and column types */
+
+/* A row that alone exceeds max_allowed_packet: MariaDB would drop the
+ * connection, and the batch would be retried for ever. */
+static bool
+wstmt_too_big(const struct wstmt *w, size_t i)
+{
+	return wstmt_row_bytes(w, i) + PACKET_MARGIN > w->limit;
+}
+
+static void
+wstmt_free(struct wstmt *w)
+{
+	if (w->st)
+		mysql_stmt_close(w->st);
+	col_free(w->bind, w->ncols);
 }
 
 static int
-batch_write_hosts(MYSQL *conn, struct batch *b, char *err, size_t errlen)
+wstmt_prepare(MYSQL *conn, struct wstmt *w, char *err, size_t errlen)
+{
+	if (w->nrows == 0)
+		return 0;
+	if ((w->st = mysql_stmt_init(conn)) == NULL)
+		return db_conn_fail(conn, w->what, err, errlen);
+	if (mysql_stmt_prepare(w->st, w->sql, strlen(w->sql)))
+		return db_stmt_fail(w->st, w->what, err, errlen);
+	return 0;
+}
+
+/* Rows [lo, lo + n) in one execution (array binding). *code: MariaDB's error. */
+static int
+wstmt_exec(struct wstmt *w, size_t lo, size_t n, unsigned int *code, char *err, size_t errlen)
+{
+	if (n == 0)
+		return 0;
+	MYSQL_BIND view[WCOLS_MAX];
+	memcpy(view, w->bind, w->ncols * sizeof(view[0]));
+	for (size_t c = 0; c < w->ncols; c++) {
+		size_t el = view[c].buffer_type == MYSQL_TYPE_STRING ? sizeof(char *) : sizeof(long long);
+		view[c].buffer = (char *)view[c].buffer + lo * el;
+		if (view[c].length)
+			view[c].length += lo;
+		if (view[c].u.indicator)
+			view[c].u.indicator += lo;
+	}
+	unsigned int arr = (unsigned int)n;
+	if (mysql_stmt_attr_set(w->st, STMT_ATTR_ARRAY_SIZE, &arr) || mysql_stmt_bind_param(w->st, view) ||
+	    mysql_stmt_execute(w->st)) {
+		*code = mysql_stmt_errno(w->st);
+		return db_stmt_fail(w->st, w->what, err, errlen);
+	}
+	return 0;
+}
+
+/* Every row in as few executions as fit max_allowed_packet; a row too big
+ * alone (marked refused beforehand) is skipped. */
+static int
+wstmt_exec_all(struct wstmt *w, unsigned int *code, char *err, size_t errlen)
+{
+	size_t lo = 0, sum = PACKET_MARGIN;
+	int rc;
+	for (size_t i = 0; i < w->nrows; i++) {
+		size_t n = wstmt_row_bytes(w, i);
+		bool big = n + PACKET_MARGIN > w->limit;
+		if (big || sum + n > w->limit) {
+			if ((rc = wstmt_exec(w, lo, i - lo, code, err, errlen)) != 0)
+				return rc;
+			lo = big ? i + 1 : i;
+			sum = PACKET_MARGIN + (big ? 0 : n);
+		} else {
+			sum += n;
+		}
+	}
+	return wstmt_exec(w, lo, w->nrows - lo, code, err, errlen);
+}
+
+/* MariaDB's max_allowed_packet, read once per connection (DB thread only). */
+static int
+packet_limit(MYSQL *conn, size_t *out, char *err, size_t errlen)
+{
+	static unsigned long conn_id;
+	static size_t cached;
+	unsigned long id = mysql_thread_id(conn);
+	if (cached == 0 || id != conn_id) {
+		if (mysql_query(conn, "SELECT @@max_allowed_packet"))
+			return db_conn_fail(conn, "max_allowed_packet", err, errlen);
+		MYSQL_RES *res = mysql_store_result(conn);
+		if (res == NULL)
+			return db_conn_fail(conn, "max_allowed_packet", err, errlen);
+		MYSQL_ROW row = mysql_fetch_row(res);
+		unsigned long long v = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
+		mysql_free_result(res);
+		cached = v >= 1024 ? (size_t)v : 1024;
+		conn_id = id;
+	}
+	*out = cached;
+	return 0;
+}
+
+static int
+bind_hosts(struct wstmt *w, struct batch *b)
 {
 	enum { C_SEEN, C_IP, C_WAKE, C_STATUS, C_REASONS, C_POSTURE, C_PTIME, C_GROUP, C_PLACED,
 	    C_PVER, C_PHASH, C_PAPPLIED, C_PERR, C_LOCAL, C_TAGS, C_ID, NCOLS };
-	static const char sql[] =
+	w->what = "update hosts";
+	w->sql =
 	    "UPDATE hosts SET last_seen=?, last_ip=?, wake_port=?, status=?, reasons=?,"
 	    " posture=IFNULL(?, posture), posture_time=GREATEST(posture_time, ?), group_id=?, placed=?,"
 	    " policy_version=?, policy_hash=?, policy_applied_version=?, policy_errors=?,"
 	    " local_settings=?, tags=IFNULL(?, tags) WHERE id=?";
+	w->ncols = NCOLS;
+	w->nrows = b->nhosts;
 	if (b->nhosts == 0)
 		return 0;
-	MYSQL_BIND bind[NCOLS];
-	memset(bind, 0, sizeof(bind));
+	MYSQL_BIND *bind = w->bind;
 	struct colbind cb = { bind, b->nhosts, false };
 	col_i64(&cb, C_SEEN, false);
 	col_str(&cb, C_IP);
@@ -262,11 +372,8 @@ batch_write_hosts(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 	col_str(&cb, C_LOCAL);
 	col_str(&cb, C_TAGS);
 	col_i64(&cb, C_ID, true);
-	int rc = -1;
-	if (cb.oom) {
-		str_fmt(err, errlen, "out of memory");
-		goto out;
-	}
+	if (cb.oom)
+		return -1;
 	for (size_t i = 0; i < b->nhosts; i++) {
 		struct host_row *h = &b->hosts[i];
 		/* serialised here, off the main thread (a retried batch reuses it) */
@@ -289,23 +396,22 @@ batch_write_hosts(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 		set_str(&bind[C_TAGS], i, h->tags);
 		set_i64(&bind[C_ID], i, (long long)h->id);
 	}
-	rc = bulk_execute(conn, sql, bind, b->nhosts, "update hosts", &b->errcode, err, errlen);
-out:
-	col_free(bind, NCOLS);
-	return rc;
+	return 0;
 }
 
 static int
-batch_write_events(MYSQL *conn, struct batch *b, char *err, size_t errlen)
+bind_events(struct wstmt *w, struct batch *b)
 {
 	enum { C_HOST, C_UID, C_TIME, C_RECV, C_SEV, C_KIND, C_MSG, C_DATA, NCOLS };
-	static const char sql[] =
+	w->what = "insert events";
+	w->sql =
 	    "INSERT IGNORE INTO events (host_id, event_uid, time, received, severity, kind, message, data)"
 	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+	w->ncols = NCOLS;
+	w->nrows = b->nevents;
 	if (b->nevents == 0)
 		return 0;
-	MYSQL_BIND bind[NCOLS];
-	memset(bind, 0, sizeof(bind));
+	MYSQL_BIND *bind = w->bind;
 	struct colbind cb = { bind, b->nevents, false };
 	col_i64(&cb, C_HOST, true);
 	col_str(&cb, C_UID);
@@ -315,11 +421,8 @@ batch_write_events(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 	col_str(&cb, C_KIND);
 	col_str(&cb, C_MSG);
 	col_str(&cb, C_DATA);
-	int rc = -1;
-	if (cb.oom) {
-		str_fmt(err, errlen, "out of memory");
-		goto out;
-	}
+	if (cb.oom)
+		return -1;
 	for (size_t i = 0; i < b->nevents; i++) {
 		struct event_row *e = &b->events[i];
 		set_i64(&bind[C_HOST], i, (long long)e->host_id);
@@ -331,25 +434,23 @@ batch_write_events(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 		set_str(&bind[C_MSG], i, e->message);
 		set_str(&bind[C_DATA], i, e->data);
 	}
-	rc = bulk_execute(conn, sql, bind, b->nevents, "insert events", &b->errcode, err, errlen);
-out:
-	col_free(bind, NCOLS);
-	return rc;
+	return 0;
 }
 
 /* Task results travel as events of kind task_result; they are also kept per
  * (task, host, run) with the newest state. A final state is never replaced
  * by an earlier "running" or "scheduled" that arrives late. For "scheduled",
- * started is the planned start. */
+ * started is the planned start. Sets each event's task_row. */
 static int
-batch_write_task_results(MYSQL *conn, struct batch *b, char *err, size_t errlen)
+bind_task_results(struct wstmt *w, struct batch *b)
 {
 	enum { C_TASK, C_HOST, C_RUN, C_STATE, C_EXIT, C_TAIL, C_START, C_END, C_UPD, NCOLS };
 	/* NEWER: the stored state may move on to the reported one (scheduled ->
 	 * running -> final; never back). Assignments see the old state: it is
 	 * set last. */
 #define NEWER "(state = 'scheduled' OR (state = 'running' AND VALUES(state) <> 'scheduled'))"
-	static const char sql[] =
+	w->what = "store task results";
+	w->sql =
 	    "INSERT INTO task_results (task_id, host_id, run, state, exit_code, output_tail, started,"
 	    " ended, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
 	    " exit_code = IF(" NEWER ", VALUES(exit_code), exit_code),"
@@ -362,45 +463,43 @@ batch_write_task_results(MYSQL *conn, struct batch *b, char *err, size_t errlen)
 	size_t n = 0;
 	for (size_t i = 0; i < b->nevents; i++)
 		n += b->events[i].task_id != 0;
+	w->ncols = NCOLS;
+	w->nrows = n;
 	if (n == 0)
 		return 0;
-	MYSQL_BIND bind[NCOLS];
-	memset(bind, 0, sizeof(bind));
+	MYSQL_BIND *bind = w->bind;
 	struct colbind cb = { bind, n, false };
 	col_i64(&cb, C_TASK, true);
 	col_i64(&cb, C_HOST, true);
 	col_i64(&cb, C_RUN, false);
 	col_str(&cb, C_STATE);
 	col_i64(&cb, C_EXIT, false);
+	bind[C_EXIT].u.indicator = col_alloc(&cb, 1);
 	col_str(&cb, C_TAIL);
 	col_i64(&cb, C_START, false);
 	col_i64(&cb, C_END, false);
 	col_i64(&cb, C_UPD, false);
-	int rc = -1;
-	if (cb.oom) {
-		str_fmt(err, errlen, "out of memory");
-		goto out;
-	}
+	if (cb.oom)
+		return -1;
 	size_t r = 0;
 	for (size_t i = 0; i < b->nevents; i++) {
 		struct event_row *e = &b->events[i];
 		if (e->task_id == 0)
 			continue;
+		e->task_row = r;
 		set_i64(&bind[C_TASK], r, (long long)e->task_id);
 		set_i64(&bind[C_HOST], r, (long long)e->host_id);
 		set_i64(&bind[C_RUN], r, e->task_run);
 		set_str(&bind[C_STATE], r, e->task_state);
 		set_i64(&bind[C_EXIT], r, e->task_exit);
+		bind[C_EXIT].u.indicator[r] = e->task_exit_null ? STMT_INDICATOR_NULL : STMT_INDICATOR_NONE;
 		set_str(&bind[C_TAIL], r, e->task_tail);
 		set_i64(&bind[C_START], r, e->task_started);
 		set_i64(&bind[C_END], r, e->task_ended);
 		set_i64(&bind[C_UPD], r, e->received);
 		r++;
 	}
-	rc = bulk_execute(conn, sql, bind, n, "store task results", &b->errcode, err, errlen);
-out:
-	col_free(bind, NCOLS);
-	return rc;
+	return 0;
 }
 
 /* MariaDB refused a row for what it holds (too long, wrong value, a
@@ -429,78 +528,175 @@ row_refused(unsigned int code)
 	}
 }
 
-/* One transaction for the rows [lo, hi) of the batch: host rows first, then
- * events (each with its task result). */
+enum { ROW_STORED = 0, ROW_REFUSED_FIRST = 1, ROW_REFUSED_SECOND = 2 };
+
+/* One row (one statement's row, and optionally a second statement's row)
+ * after SAVEPOINT row. ROW_STORED; ROW_REFUSED_FIRST / _SECOND when MariaDB
+ * refused that statement's row (rolled back to the savepoint, why filled);
+ * otherwise the job's error (-1 / DB_JOB_CONN_LOST, err filled). */
 static int
-batch_try(MYSQL *conn, struct batch *b, size_t lo, size_t hi, char *err, size_t errlen)
+row_store(MYSQL *conn, struct wstmt *a, size_t ia, struct wstmt *t, size_t it, char *why, size_t whylen,
+    char *err, size_t errlen)
 {
-	size_t nh = b->nhosts;
-	struct batch v;
-	memset(&v, 0, sizeof(v));
-	v.hosts = b->hosts + (lo < nh ? lo : nh);
-	v.nhosts = (hi < nh ? hi : nh) - (lo < nh ? lo : nh);
-	v.events = b->events + (lo > nh ? lo - nh : 0);
-	v.nevents = (hi > nh ? hi - nh : 0) - (lo > nh ? lo - nh : 0);
-	int rc;
-	b->errcode = 0;
-	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
+	unsigned int code = 0;
+	int rc, which = ROW_REFUSED_FIRST;
+	if ((rc = db_exec(conn, "SAVEPOINT row", err, errlen)) != 0)
 		return rc;
-	if ((rc = batch_write_hosts(conn, &v, err, errlen)) != 0 ||
-	    (rc = batch_write_events(conn, &v, err, errlen)) != 0 ||
-	    (rc = batch_write_task_results(conn, &v, err, errlen)) != 0) {
-		b->errcode = v.errcode;
-		return rc;
+	rc = wstmt_exec(a, ia, 1, &code, why, whylen);
+	if (rc == 0 && t != NULL) {
+		which = ROW_REFUSED_SECOND;
+		rc = wstmt_exec(t, it, 1, &code, why, whylen);
 	}
+	if (rc == 0)
+		return ROW_STORED;
+	if (rc == DB_JOB_CONN_LOST || !row_refused(code)) {
+		str_copy(err, why, errlen);
+		return rc < 0 ? rc : -1;
+	}
+	if ((rc = db_exec(conn, "ROLLBACK TO SAVEPOINT row", err, errlen)) != 0)
+		return rc;
+	return which;
+}
+
+static void
+row_mark(struct batch *b, char **mark, const char *why, bool *first, char *first_why, size_t len)
+{
+	free(*mark);
+	*mark = strdup(why);
+	b->nrefused++;
+	if (*first) {
+		str_copy(first_why, why, len);
+		*first = false;
+	}
+}
+
+/* MariaDB refused a row of the batch: in one new transaction, every row is
+ * stored on its own after a savepoint; a refused row is rolled back to it and
+ * left out (logged by batch_done); an event whose task result is refused is
+ * stored without it. When every row of a batch of several is refused, the
+ * cause is likely not in the rows (a trigger, a charset, a table change):
+ * the batch fails as a whole and the agents send their events again. */
+static int
+batch_rows(MYSQL *conn, struct batch *b, struct wstmt *w, char *err, size_t errlen)
+{
+	char why[512], first_why[512] = "";
+	bool first = true;
+	size_t stored = 0, events_stored = 0;
+	int rc;
+	if ((rc = db_exec(conn, "ROLLBACK", err, errlen)) != 0 || (rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
+		return rc;
+	for (size_t i = 0; i < b->nhosts; i++) {
+		if (b->hosts[i].refused != NULL)
+			continue; /* too big to send */
+		rc = row_store(conn, &w[0], i, NULL, 0, why, sizeof(why), err, errlen);
+		if (rc < 0)
+			return rc;
+		if (rc == ROW_STORED)
+			stored++;
+		else
+			row_mark(b, &b->hosts[i].refused, why, &first, first_why, sizeof(first_why));
+	}
+	for (size_t i = 0; i < b->nevents; i++) {
+		struct event_row *e = &b->events[i];
+		struct wstmt *t = e->task_id != 0 ? &w[2] : NULL;
+		if (e->refused != NULL)
+			continue; /* too big to send */
+		rc = row_store(conn, &w[1], i, t, e->task_row, why, sizeof(why), err, errlen);
+		if (rc == ROW_REFUSED_SECOND) {
+			/* the task result: the event is stored without it */
+			row_mark(b, &e->task_refused, why, &first, first_why, sizeof(first_why));
+			rc = row_store(conn, &w[1], i, NULL, 0, why, sizeof(why), err, errlen);
+		}
+		if (rc < 0)
+			return rc;
+		if (rc == ROW_STORED) {
+			stored++;
+			events_stored++;
+			continue;
+		}
+		if (e->task_refused != NULL) {
+			/* the event too: it is left out with its task result */
+			free(e->task_refused);
+			e->task_refused = NULL;
+			b->nrefused--;
+		}
+		row_mark(b, &e->refused, why, &first, first_why, sizeof(first_why));
+	}
+	if ((stored == 0 && b->nhosts + b->nevents > 1) || (events_stored == 0 && b->nevents > 1)) {
+		str_fmt(err, errlen, "MariaDB refused every %s of the write, one by one (%s); the agents will "
+		    "send the events again", stored == 0 ? "row" : "event", first_why);
+		return -1; /* the DB thread rolls back */
+	}
+	b->nstored = stored;
 	return db_exec(conn, "COMMIT", err, errlen);
 }
 
-/* Stores rows [lo, hi) in one transaction. When MariaDB refuses a row, the
- * range is rolled back and its halves are stored alone, down to the single
- * row, which is left out (and logged by batch_done): one agent's bad row
- * never fails another agent's events. Rows stored before a lost connection
- * are stored again when the job is retried: every statement is idempotent. */
-static int
-batch_range(MYSQL *conn, struct batch *b, size_t lo, size_t hi, char *err, size_t errlen)
-{
-	if (lo >= hi)
-		return 0;
-	int rc = batch_try(conn, b, lo, hi, err, errlen);
-	if (rc == 0 || rc == DB_JOB_CONN_LOST || !row_refused(b->errcode))
-		return rc; /* the DB thread rolls back */
-	char rerr[256];
-	int r2 = db_exec(conn, "ROLLBACK", rerr, sizeof(rerr));
-	if (r2 != 0) {
-		str_copy(err, rerr, errlen);
-		return r2;
-	}
-	if (hi - lo == 1) {
-		char **why = lo < b->nhosts ? &b->hosts[lo].refused : &b->events[lo - b->nhosts].refused;
-		free(*why);
-		*why = strdup(err);
-		b->nrefused++;
-		return 0;
-	}
-	size_t mid = lo + (hi - lo) / 2;
-	if ((rc = batch_range(conn, b, lo, mid, err, errlen)) != 0)
-		return rc;
-	return batch_range(conn, b, mid, hi, err, errlen);
-}
-
+/* Every statement is prepared once per run of the job. The whole batch is
+ * written in one transaction; if MariaDB refuses a row, batch_rows stores
+ * the rows one by one. Rows stored before a lost connection are rolled back
+ * or, after COMMIT, stored again when the job is retried: every statement is
+ * idempotent (UPDATE, INSERT IGNORE, an upsert of the newest state). */
 static int
 batch_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 {
 	struct batch *b = arg;
 	/* a retried batch starts over */
-	b->nrefused = 0;
+	b->nrefused = b->nstored = 0;
 	for (size_t i = 0; i < b->nhosts; i++) {
 		free(b->hosts[i].refused);
 		b->hosts[i].refused = NULL;
 	}
 	for (size_t i = 0; i < b->nevents; i++) {
 		free(b->events[i].refused);
-		b->events[i].refused = NULL;
+		free(b->events[i].task_refused);
+		b->events[i].refused = b->events[i].task_refused = NULL;
 	}
-	return batch_range(conn, b, 0, b->nhosts + b->nevents, err, errlen);
+	struct wstmt w[3];
+	memset(w, 0, sizeof(w));
+	unsigned int code = 0;
+	int rc = -1;
+	if (bind_hosts(&w[0], b) < 0 || bind_events(&w[1], b) < 0 || bind_task_results(&w[2], b) < 0) {
+		str_fmt(err, errlen, "out of memory");
+		goto out;
+	}
+	size_t limit = 0;
+	if ((rc = packet_limit(conn, &limit, err, errlen)) != 0)
+		goto out;
+	for (size_t i = 0; i < 3; i++) {
+		w[i].limit = limit;
+		if ((rc = wstmt_prepare(conn, &w[i], err, errlen)) != 0)
+			goto out;
+	}
+	/* a host row or an event larger than a packet is left out (task
+	 * results are small: output_tail is cut on arrival) */
+	char why[160];
+	for (size_t i = 0; i < b->nhosts; i++)
+		if (wstmt_too_big(&w[0], i)) {
+			str_fmt(why, sizeof(why), "the row, about %zu bytes, exceeds max_allowed_packet (%zu)",
+			    wstmt_row_bytes(&w[0], i), limit);
+			b->hosts[i].refused = strdup(why);
+			b->nrefused++;
+		}
+	for (size_t i = 0; i < b->nevents; i++)
+		if (wstmt_too_big(&w[1], i)) {
+			str_fmt(why, sizeof(why), "the row, about %zu bytes, exceeds max_allowed_packet (%zu)",
+			    wstmt_row_bytes(&w[1], i), limit);
+			b->events[i].refused = strdup(why);
+			b->nrefused++;
+		}
+	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
+		goto out;
+	for (size_t i = 0; i < 3 && rc == 0; i++)
+		rc = wstmt_exec_all(&w[i], &code, err, errlen);
+	if (rc == 0) {
+		b->nstored = b->nhosts + b->nevents - b->nrefused;
+		rc = db_exec(conn, "COMMIT", err, errlen);
+	} else if (rc != DB_JOB_CONN_LOST && row_refused(code))
+		rc = batch_rows(conn, b, w, err, errlen);
+out:
+	for (size_t i = 0; i < 3; i++)
+		wstmt_free(&w[i]);
+	return rc; /* on failure the DB thread rolls back */
 }
 
 /* ---- batching (main thread) ---- */
@@ -526,16 +722,22 @@ batch_log_refused(struct store *st, const struct batch *b)
 		if (h->refused == NULL)
 			continue;
 		log_warnx("store", "host %s: MariaDB refused its host row (%s); it was left out, the "
-		    "other rows of the write were stored", h->name, h->refused);
+		    "%zu other row(s) of the write were stored", h->name, h->refused, b->nstored);
 		logged++;
 	}
 	for (size_t i = 0; i < b->nevents && logged < REFUSED_LOG_MAX; i++) {
 		const struct event_row *e = &b->events[i];
-		if (e->refused == NULL)
+		if (e->task_refused != NULL) {
+			log_warnx("store", "host %s: MariaDB refused the task result of event %s (task %llu run %d) "
+			    "(%s); the event was stored without it", e->host, e->uid,
+			    (unsigned long long)e->task_id, e->task_run, e->task_refused);
+			logged++;
+		}
+		if (e->refused == NULL || logged >= REFUSED_LOG_MAX)
 			continue;
 		log_warnx("store", "host %s: MariaDB refused event %s (kind %s) (%s); it was dropped "
-		    "(acknowledged, not stored), the other rows of the write were stored", e->host,
-		    e->uid, e->kind, e->refused);
+		    "(acknowledged, not stored), the %zu other row(s) of the write were stored", e->host,
+		    e->uid, e->kind, e->refused, b->nstored);
 		logged++;
 	}
 	if (b->nrefused > logged)
@@ -672,8 +874,11 @@ task_row_fill(struct event_row *r, const json_t *data)
 	if (id <= 0 || !known)
 		return; /* kept as an event only */
 	r->task_id = (uint64_t)id;
+	/* run and exit_code are within INT on arrival (bounds.c) */
 	r->task_run = (int)json_integer_value(json_object_get(data, "run"));
-	r->task_exit = json_integer_value(json_object_get(data, "exit_code"));
+	json_t *code = json_object_get(data, "exit_code");
+	r->task_exit = json_integer_value(code);
+	r->task_exit_null = !json_is_integer(code);
 	str_copy(r->task_state, state, sizeof(r->task_state));
 	/* bounded on arrival (bounds.c); cut at a character boundary all the same */
 	const char *tail = json_string_value(json_object_get(data, "output_tail"));
@@ -927,7 +1132,7 @@ events_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	unsigned long long id;
 	long long t, rcv;
 	int sev;
-	char name[256], uid[40], kind[80], msg[1100];
+	char name[256], uid[40], kind[64 * 4 + 8], msg[1024 * 4 + 8];
 	char *data = malloc(1 << 20);
 	unsigned long name_len, uid_len, kind_len, msg_len, data_len;
 	MYSQL_BIND r[9];
@@ -1661,6 +1866,12 @@ uint64_t
 store_shed_count(const struct store *st)
 {
 	return st->shed;
+}
+
+bool
+store_writing(const struct store *st)
+{
+	return st->in_flight;
 }
 
 uint64_t

@@ -12,6 +12,7 @@
 #ifndef CUSTOS_STORE_H
 #define CUSTOS_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
@@ -85,5 +86,7 @@ uint64_t store_shed_count(const struct store *st);
 /* Rows MariaDB refused (a value it would not store): left out of their batch,
  * logged with the host and the error; the rest of the batch was stored. */
 uint64_t store_refused_count(const struct store *st);
+/* A write is with the database: what changes meanwhile goes into the next. */
+bool store_writing(const struct store *st);
 
 #endif
