@@ -29,6 +29,7 @@ struct server_stats {
 	uint64_t conns_accepted, conns_rejected_limit, conns_failed_tls, conns_bad_frames;
 	uint64_t enrolls_ok, enrolls_refused, syncs, events_received, events_acked;
 	uint64_t fields_truncated, fields_dropped; /* cut or left out on arrival (bounds.c) */
+	uint64_t host_changes, host_writes;        /* host_changed() calls; those that queued a row write */
 };
 
 struct server {

@@ -1500,7 +1500,7 @@ load_done(void *arg, int rc, const char *err)
 				host_evaluate(mem, &srv->thr, now);
 			}
 			merged++;
-			host_changed(srv, mem, false);
+			host_changed(srv, mem, 0);
 			host_free(h);
 			continue;
 		}

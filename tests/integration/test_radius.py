@@ -1072,14 +1072,30 @@ def wait_profile(fr, mac, token, session, timeout, what):
     return time.monotonic() - t0
 
 
+PROMPT = 2.0   # seconds: "at once", against the minute tick that would otherwise do it
+
+
+def counters(srv):
+    return srv.status()["counters"]
+
+
+def delta(before, after, *names):
+    return tuple(after[n] - before[n] for n in names)
+
+
 def test_radius_move_token(ctx):
     """A host moved through the API (custosctl move) into a group whose
-    thresholds make it Critical gets its new token at once: the switch's
-    next MAB gets the Checkup profile (NAC's default conditions: Healthy
-    only while not Critical) and the NAS that admitted it a CoA; moved back,
-    MAB gets the Healthy profile again. A host placed by a relocation rule
-    on its first sync has the token of its new group at once. Product sync
-    defaults (900 s): nothing but the move tells custosd."""
+    thresholds make it Critical gets its new token at once (within PROMPT,
+    2 s; the minute tick would take up to 60 s): the switch's next MAB gets
+    the Checkup profile (NAC's default conditions: Healthy only while not
+    Critical) and the NAS that admitted it a CoA; moved back, MAB gets the
+    Healthy profile again. A host placed by a relocation rule on its first
+    sync has the token of its new group at once. Product sync defaults
+    (900 s): nothing but the move tells custosd. Each change reaches
+    host_changed() once (status counters host_changes, host_writes): an
+    enrolment without a second write of the row store_enroll inserted, new
+    local settings once, a first sync with a relocation once, and an events
+    message (last_seen) once."""
     have_prerequisites()
     nas = TestNas()
     try:
@@ -1089,7 +1105,13 @@ def test_radius_move_token(ctx):
         srv.start()
         token = srv.token_create("nac", max_uses=0)
         mover = NsAgent(ctx, srv, "mab-mover", net.hosts[0], net, keep=False, db_age_days=1.5, rtp=True)
+        c0 = counters(srv)
         mover.enroll(token)
+        changes, writes = delta(c0, counters(srv), "host_changes", "host_writes")
+        print("enrolment: %d host change(s), %d row write(s)" % (changes, writes))
+        check((changes, writes) == (1, 0),
+              "an enrolment made %d host change(s) and %d row write(s), expected 1 and 0 (store_enroll "
+              "inserted the row)" % (changes, writes))
         mover.start()
         wait_token(srv, mover.host["mac"], "Healthy")
         fr = FreeRadius(ctx, srv.nac_socket).start()
@@ -1106,27 +1128,39 @@ def test_radius_move_token(ctx):
         req = wait_until(lambda: nas.requests[0] if nas.requests else None, 8,
                          "a CoA-Request at the test NAS after the move")
         coa_took = req["time"] - t0
+        print("move: MAB profile after %.2fs, CoA after %.2fs" % (took, coa_took))
+        check(took < PROMPT and coa_took < PROMPT,
+              "after the move the profile came after %.2f s and the CoA after %.2f s, not at once" % (
+                  took, coa_took))
         check(not nas.problems, "test NAS: %s" % nas.problems)
         check(req["auth_ok"] and req["ma_ok"], "CoA-Request badly signed")
         check(req.get("Acct-Session-Id") == "mover-1", "CoA for session %r, expected mover-1" % (
             req.get("Acct-Session-Id"),))
-        print("move: MAB profile after %.2fs, CoA after %.2fs" % (took, coa_took))
 
         # and back to Unassigned: Healthy again
         srv.ctl("move", mover.name, "")
         took = wait_profile(fr, mover.host["mac"], "Healthy", "mover-3", 8,
                             "the Healthy profile at the switch after moving back")
         print("move back: MAB profile after %.2fs" % took)
+        check(took < PROMPT, "moved back, the Healthy profile came after %.2f s, not at once" % took)
 
         # placed by a relocation rule on its first sync: Checkup at once
         placed = NsAgent(ctx, srv, "strict-1", net.hosts[1], net, keep=False, db_age_days=1.5, rtp=True)
         placed.enroll(token)
+        c0 = counters(srv)
         placed.start()
         wait_until(lambda: srv.log_count("host %s placed in group Strict by a relocation rule" % placed.name),
                    30, "the relocation rule to place strict-1 at its first sync")
         took = wait_profile(fr, placed.host["mac"], "Checkup", "placed-1", 8,
                             "the Checkup profile for a host placed in Strict on its first sync")
         print("relocation: MAB profile %.2fs after the first sync" % took)
+        check(took < PROMPT, "the Checkup profile of strict-1 came %.2f s after its first sync" % took)
+        # one host change per sync (the relocation included) and at most
+        # one per events message (the agent's start may send some)
+        changes, syncs, events = delta(c0, counters(srv), "host_changes", "syncs", "events_received")
+        print("start with relocation: %d host change(s), %d sync(s), %d event(s)" % (changes, syncs, events))
+        check(syncs >= 1 and syncs <= changes <= syncs + events,
+              "strict-1's start made %d host change(s) for %d sync(s) and %d event(s)" % (changes, syncs, events))
         # not by luck of a second sync: the first one already gave the
         # token and the status of the new group
         changes = re.findall(r"nac: host %s: (\w+) -> (\w+)" % re.escape(placed.name), srv.log_text())
@@ -1145,6 +1179,29 @@ def test_radius_move_token(ctx):
         took = wait_profile(fr, placed.host["mac"], "Healthy", "placed-2", 8,
                             "the Healthy profile after Strict's thresholds were relaxed")
         print("thresholds reloaded: MAB profile after %.2fs" % took)
+        check(took < PROMPT, "after the reload the Healthy profile came after %.2f s, not at once" % took)
+
+        # new local settings (a new policy document): one host change,
+        # beside the syncs and events it may cause (the agent is woken)
+        c0 = counters(srv)
+        srv.ctl("host-settings", mover.name, '{"clamav": {"max_file_size_mb": 99}}')
+        c1 = counters(srv)
+        changes, syncs, events = delta(c0, c1, "host_changes", "syncs", "events_received")
+        print("host-settings: %d host change(s), %d sync(s), %d event(s)" % (changes, syncs, events))
+        check(1 + syncs <= changes <= 1 + syncs + events,
+              "new local settings made %d host change(s) beside %d sync(s) and %d event(s), expected one" % (
+                  changes, syncs, events))
+        # an events message (a kind that asks for no sync) tells the store
+        # and NAC of the host's last_seen
+        c0 = counters(srv)
+        mover.event("scan of /home done", kind="scan_done")
+        wait_until(lambda: counters(srv)["events_received"] > c0["events_received"] or None, 15,
+                   "custosd to receive the scan_done event")
+        changes, writes, syncs = delta(c0, counters(srv), "host_changes", "host_writes", "syncs")
+        print("events message: %d host change(s), %d row write(s), %d sync(s)" % (changes, writes, syncs))
+        check(changes - syncs >= 1 and writes - syncs >= 1,
+              "an events message made %d host change(s) and %d row write(s) beside %d sync(s): last_seen "
+              "reached neither the store nor NAC" % (changes, writes, syncs))
         check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died")
     finally:
         nas.close()
