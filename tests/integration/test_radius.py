@@ -685,21 +685,27 @@ def eap_md5_mab(ctx, fr, mac, session, station=None):
     lower-case hex digits) as EAP identity and password, Calling-Station-Id
     from -M (station, default: mac). Returns (the final answer's type, its attributes by name,
     the last EAP code, eapol_test's exit status, its output)."""
-    eapol = shutil.which("eapol_test")
-    check(eapol is not None, "eapol_test not found (make deps installs eapoltest)")
     ident = mac_notation(mac)
-    conf = ctx.dir / ("eapol-md5-%s.conf" % session)
-    conf.write_text('network={\n\tkey_mgmt=IEEE8021X\n\teapol_flags=0\n\teap=MD5\n'
-                    '\tidentity="%s"\n\tpassword="%s"\n}\n' % (ident, ident))
-    rc, out, err = ctx.run([eapol, "-c", conf, "-a", "127.0.0.1", "-p", str(fr.port), "-s", SECRET,
-                            "-M", station or mac, "-N", "4:x:7f000001", "-N", "32:s:switch1", "-N", "5:d:7",
+    return eapol(ctx, fr, 'network={\n\tkey_mgmt=IEEE8021X\n\teapol_flags=0\n\teap=MD5\n'
+                 '\tidentity="%s"\n\tpassword="%s"\n}\n' % (ident, ident), station or mac, session)
+
+
+def eapol(ctx, fr, network, station, session):
+    """eapol_test with this network block from station (Calling-Station-Id);
+    returns as eap_md5_mab."""
+    eapol_bin = shutil.which("eapol_test")
+    check(eapol_bin is not None, "eapol_test not found (make deps installs eapoltest)")
+    conf = ctx.dir / ("eapol-%s.conf" % session)
+    conf.write_text(network)
+    rc, out, err = ctx.run([eapol_bin, "-c", conf, "-a", "127.0.0.1", "-p", str(fr.port), "-s", SECRET,
+                            "-M", station, "-N", "4:x:7f000001", "-N", "32:s:switch1", "-N", "5:d:7",
                             "-N", "44:s:%s" % session, "-n", "-t", "10", "-r", "0"],
                            timeout=60, expect_rc=None)
     text = out + err
     # the last RADIUS answer: its code and attributes (name -> value bytes)
     msgs = re.findall(r"RADIUS message: code=(\d+) \((Access-\w+)\)[^\n]*\n((?:   .*\n)*)", text)
     if not msgs:
-        raise TestFailure("eapol_test (EAP-MD5) got no answer (exit %d): %s" % (rc, text[-1500:]))
+        raise TestFailure("eapol_test got no answer (exit %d): %s" % (rc, text[-1500:]))
     attrs = {}
     for name, value in re.findall(r"Attribute \d+ \(([\w-]+)\) length=\d+\n\s+Value: ([0-9a-f]*)", msgs[-1][2]):
         attrs[name] = bytes.fromhex(value)
@@ -760,7 +766,7 @@ def test_radius_mab_vendors(ctx):
         a.start()
     for tok, a in agents.items():
         wait_token(srv, a.host["mac"], tok)
-    fr = FreeRadius(ctx, srv.nac_socket).start()
+    fr = FreeRadius(ctx, srv.nac_socket, users='alice\tCleartext-Password := "alice-password"').start()
     # a client with both of the site's opt-ins (Juniper EAP-MD5, no
     # Calling-Station-Id)
     opted = FreeRadius(ctx, srv.nac_socket, label="radius-opted", client_options=OPTED_IN).start()
@@ -837,7 +843,28 @@ def test_radius_mab_vendors(ctx):
         if code != 3:
             holes.append("EAP-MD5 with a healthy MAC as identity, no Calling-Station-Id (client %s): code %d" % (
                 "opted in" if server is opted else "default", code))
-    check(not holes, "accepted, but not MAB:\n  " + "\n  ".join(holes))
+    # PEAP with valid credentials (alice) whose outer identity names the
+    # healthy host (its name or its MAC), from an unknown station: the
+    # outer identity is the supplicant's choice, so custosd does not look
+    # the host up by it (rlm_custos marks EAP requests): the Unknown VLAN.
+    # From the healthy host's own station, PEAP finds it by its MAC.
+    def peap(outer, station, session):
+        code, attrs, eap, rc, out = eapol(ctx, fr, 'network={\n\tkey_mgmt=WPA-EAP\n\teap=PEAP\n'
+                                          '\tidentity="alice"\n\tanonymous_identity="%s"\n'
+                                          '\tpassword="alice-password"\n\tphase2="auth=MSCHAPV2"\n}\n' % outer,
+                                          station, session)
+        (ctx.dir / ("eapol-%s.out" % session)).write_text(out)
+        check(code == "Access-Accept" and rc == 0, "PEAP as alice (outer identity %s) failed: %s, exit %d" % (
+            outer, code, rc))
+        return attrs.get("Tunnel-Private-Group-Id")
+    vlan = peap("anonymous", healthy["mac"], "peap-own")
+    check(vlan == b"100", "PEAP from the healthy host's station got VLAN %r, not its 100" % vlan)
+    for i, outer in enumerate((agents["Healthy"].name, mac_notation(healthy["mac"]))):
+        vlan = peap(outer, "02:00:5e:00:53:7a", "peap-claim-%d" % i)
+        if vlan != b"999":
+            holes.append("PEAP from an unknown station with outer identity %s: VLAN %r, not Unknown's 999" % (
+                outer, vlan))
+    check(not holes, "not MAB, yet accepted (or given another host's profile):\n  " + "\n  ".join(holes))
     check(srv.alive() and fr.proc.alive() and opted.proc.alive(), "custosd or FreeRADIUS died")
 
 
