@@ -441,7 +441,7 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "transition", (json_int_t)nac[NAC_TRANSITION], "quarantine", (json_int_t)nac[NAC_QUARANTINE],
 	    "infected", (json_int_t)nac[NAC_INFECTED], "unknown", (json_int_t)nac[NAC_UNKNOWN]);
 	json_t *j = json_pack("{s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I,"
-	    " s:{s:I, s:I, s:I, s:I, s:I, s:b}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I, s:I, s:b}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:o}",
 	    "version", CUSTOS_VERSION, "uptime", (json_int_t)(now_s() - s->started),
 	    "database", db_state_name(db_state(s->db)), "server_fingerprint", s->pki.server_fp,
@@ -466,7 +466,9 @@ api_status(struct api *a, struct evhttp_request *req)
 	    "syncs", (json_int_t)s->stats.syncs, "events_received", (json_int_t)s->stats.events_received,
 	    "events_acked", (json_int_t)s->stats.events_acked,
 	    "fields_truncated", (json_int_t)s->stats.fields_truncated,
-	    "fields_dropped", (json_int_t)s->stats.fields_dropped, "nac", nacj);
+	    "fields_dropped", (json_int_t)s->stats.fields_dropped,
+	    "host_changes", (json_int_t)s->stats.host_changes, "host_writes", (json_int_t)s->stats.host_writes,
+	    "nac", nacj);
 	if (j)
 		snapshot_status(s, j);    /* where the hosts and logins come from */
 	api_reply(req, 200, j);

@@ -758,7 +758,7 @@ fleet_agent_events(struct server *srv, const struct host *h, json_t *events)
 	json_t *ev;
 	if (f == NULL || h == NULL)
 		return;
-	fleet_host_changed(srv, h);
+	/* the host itself (last_seen) reaches the fleet through host_changed */
 	int64_t now = now_s();
 	json_array_foreach(events, i, ev) {
 		const char *kind = json_string_value(json_object_get(ev, "kind"));

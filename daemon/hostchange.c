@@ -10,14 +10,17 @@
 #include "util.h"
 
 void
-host_changed(struct server *srv, struct host *h, bool reevaluate)
+host_changed(struct server *srv, struct host *h, unsigned flags)
 {
 	if (h == NULL)
 		return;
-	if (reevaluate)
+	srv->stats.host_changes++;
+	if (flags & HC_REEVALUATE)
 		host_evaluate(h, mgmt_host_thresholds(srv, h), now_s());
-	if (srv->store)
+	if (srv->store && !(flags & HC_NO_STORE)) {
+		srv->stats.host_writes++;
 		store_host_changed(srv->store, h);
+	}
 	fleet_host_changed(srv, h);
 	nac_host_changed(srv, h);
 }

@@ -201,7 +201,8 @@ enroll_done(void *arg, int rc, const char *err)
 		    "ca", ca ? ca : "", "server_fingerprint", srv->pki.server_fp));
 		free(ca);
 		srv->stats.enrolls_ok++;
-		host_changed(srv, e->h, false);
+		/* store_enroll has just inserted the row: no write-back */
+		host_changed(srv, e->h, HC_NO_STORE);
 		if (!c->dead) {
 			c->closing = true;
 			if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -384,8 +385,8 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	/* first the placement by the relocation rules (a new group, its
 	 * thresholds), so that the status and NAC token of the first sync are
 	 * already those of the host's group */
-	mgmt_on_sync(srv->mgmt, h, msg, reply);
-	host_changed(srv, h, false);
+	bool moved = mgmt_on_sync(srv->mgmt, h, msg, reply);
+	host_changed(srv, h, moved ? HC_REEVALUATE : 0);
 	json_object_set_new(reply, "status", json_string(status_name(h->st.status)));
 	conn_send(c, reply);
 }
@@ -529,6 +530,10 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 	}
 	events = good;
 	h->last_seen = now_s();
+	/* last_seen: the write-back (coalesced per host until the next flush),
+	 * the fleet and the NAC entry (which of two hosts with one MAC is the
+	 * newer); no re-evaluation, the posture did not change */
+	host_changed(srv, h, 0);
 	/* threats reach SNMP even while the database is down (resends are
 	 * recognised by their event id) */
 	fleet_agent_events(srv, h, events);

@@ -272,7 +272,7 @@ on_reeval(evutil_socket_t fd, short what, void *arg)
 		all[i]->st = status_evaluate(&all[i]->sin, mgmt_host_thresholds(srv, all[i]), now);
 		if (before.status != all[i]->st.status || before.reasons != all[i]->st.reasons) {
 			log_info("status", "host %s is now %s", all[i]->name, status_name(all[i]->st.status));
-			host_changed(srv, all[i], false);
+			host_changed(srv, all[i], 0);
 		}
 	}
 	free(all);

@@ -340,9 +340,10 @@ host_tasks(const struct mgmt *mg, const struct host *h, char hash[65])
 	return list;
 }
 
-/* Brings h->policy_hash / version up to date; returns the document. */
+/* Brings h->policy_hash / version up to date; returns the document.
+ * *changed is set when they changed (the caller tells host_changed). */
 static json_t *
-host_policy(struct mgmt *mg, struct host *h)
+host_policy(struct mgmt *mg, struct host *h, bool *changed)
 {
 	json_t *doc = NULL;
 	char hash[65], err[256];
@@ -354,7 +355,7 @@ host_policy(struct mgmt *mg, struct host *h)
 	if (strcmp(hash, h->policy_hash) != 0) {
 		str_copy(h->policy_hash, hash, sizeof(h->policy_hash));
 		h->policy_version++;
-		host_changed(mg->srv, h, false);
+		*changed = true;
 	}
 	return doc;
 }
@@ -362,7 +363,11 @@ host_policy(struct mgmt *mg, struct host *h)
 json_t *
 mgmt_host_document(struct mgmt *mg, struct host *h)
 {
-	return host_policy(mg, h);
+	bool changed = false;
+	json_t *doc = host_policy(mg, h, &changed);
+	if (changed)
+		host_changed(mg->srv, h, 0); /* the new version, written back */
+	return doc;
 }
 
 static void
@@ -405,13 +410,10 @@ mgmt_host_relocate(struct mgmt *mg, struct host *h)
 	h->placed = true;
 	const char *target = reloc_match(mg->m->rules, mg->m->nrules, &facts);
 	const struct group *g = target ? groups_find_path(mg->m->groups, target) : NULL;
-	if (g == NULL || g->id == h->group_id) {
-		host_changed(mg->srv, h, false); /* placed */
+	if (g == NULL || g->id == h->group_id)
 		return false;
-	}
 	log_info("mgmt", "host %s placed in group %s by a relocation rule", h->name, target);
 	h->group_id = g->id;
-	host_changed(mg->srv, h, true); /* the group's thresholds: status and NAC token now */
 	return true;
 }
 
@@ -429,26 +431,26 @@ notify_host(struct mgmt *mg, struct host *h)
 void
 mgmt_host_changed(struct mgmt *mg, struct host *h)
 {
-	char before[65];
-	str_copy(before, h->policy_hash, sizeof(before));
-	json_decref(host_policy(mg, h));
-	host_changed(mg->srv, h, true);
-	if (strcmp(before, h->policy_hash) != 0)
+	bool changed = false;
+	json_decref(host_policy(mg, h, &changed));
+	host_changed(mg->srv, h, HC_REEVALUATE);
+	if (changed)
 		notify_host(mg, h);
 }
 
-void
+bool
 mgmt_on_sync(struct mgmt *mg, struct host *h, const json_t *msg, json_t *reply)
 {
+	bool moved = false, changed = false;
 	if (mg == NULL || mg->m == NULL)
-		return;
+		return false;
 	json_t *tags = json_object_get(msg, "tags");
 	if (json_is_array(tags) && !json_equal(tags, h->tags)) {
 		json_decref(h->tags);
 		h->tags = json_incref(tags);
 	}
 	if (!h->placed && h->posture)
-		mgmt_host_relocate(mg, h);
+		moved = mgmt_host_relocate(mg, h);
 	json_t *pol = json_object_get(msg, "policy");
 	if (json_is_object(pol)) {
 		int applied = (int)json_integer_value(json_object_get(pol, "version"));
@@ -465,10 +467,9 @@ mgmt_on_sync(struct mgmt *mg, struct host *h, const json_t *msg, json_t *reply)
 			if (h->policy_errors)
 				log_info("mgmt", "host %s could not apply %zu policy setting(s)", h->name,
 				    json_array_size(errors));
-			host_changed(mg->srv, h, false);
 		}
 	}
-	json_t *doc = host_policy(mg, h);
+	json_t *doc = host_policy(mg, h, &changed);
 	const char *agent_hash = json_string_value(json_object_get(pol, "hash"));
 	if (doc && (agent_hash == NULL || strcmp(agent_hash, h->policy_hash) != 0))
 		json_object_set_new(reply, "policy", json_pack("{s:i, s:s, s:O}", "version", h->policy_version,
@@ -480,6 +481,8 @@ mgmt_on_sync(struct mgmt *mg, struct host *h, const json_t *msg, json_t *reply)
 	if (agent_thash == NULL || strcmp(agent_thash, thash) != 0)
 		json_object_set_new(reply, "tasks", json_pack("{s:s, s:O}", "hash", thash, "list", list));
 	json_decref(list);
+	(void)changed; /* the caller's host_changed writes the new version back */
+	return moved;
 }
 
 /* ---- outbreaks ---- */
@@ -655,12 +658,11 @@ model_replace(struct mgmt *mg, struct model *m)
 			moved = true;
 		}
 		host_reevaluate(mg, h);
-		if (moved || st.status != h->st.status || st.reasons != h->st.reasons)
-			host_changed(mg->srv, h, false);
-		char before[65];
-		str_copy(before, h->policy_hash, sizeof(before));
-		json_decref(host_policy(mg, h));
-		if (strcmp(before, h->policy_hash) != 0)
+		bool changed = false;
+		json_decref(host_policy(mg, h, &changed));
+		if (moved || changed || st.status != h->st.status || st.reasons != h->st.reasons)
+			host_changed(mg->srv, h, 0);
+		if (changed)
 			notify_host(mg, h);
 	}
 	free(all);

@@ -9,6 +9,7 @@
 #include "db.h"
 #include "declare.h"
 #include "groups.h"
+#include "hostchange.h"
 #include "log.h"
 #include "mgmt_db.h"
 #include "mgmt_priv.h"
@@ -667,9 +668,12 @@ mgmt_relocate_all(struct mgmt *mg, bool force)
 	for (size_t i = 0; all && i < n; i++) {
 		if ((all[i]->placed && !force) || all[i]->posture == NULL)
 			continue;
+		bool was_placed = all[i]->placed;
 		if (mgmt_host_relocate(mg, all[i])) {
 			moved++;
-			mgmt_host_changed(mg, all[i]);
+			mgmt_host_changed(mg, all[i]); /* status, document, write-back, NAC, once */
+		} else if (!was_placed) {
+			host_changed(mg->srv, all[i], 0); /* placed where it was */
 		}
 	}
 	free(all);

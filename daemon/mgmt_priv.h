@@ -87,7 +87,9 @@ struct mgmt {
 /* The selection facts of a host (path is filled, f points into it). */
 void mgmt_sel_facts(const struct mgmt *mg, const struct host *h, char *path, size_t plen,
     struct sel_host *f);
-/* Runs the relocation rules for h; true when it moved. */
+/* Runs the relocation rules for h (and marks it placed); true when it
+ * moved. Tells no one: the caller calls host_changed() once (moved: with
+ * HC_REEVALUATE, or mgmt_host_changed()). */
 bool mgmt_host_relocate(struct mgmt *mg, struct host *h);
 /* A host's group, local settings or placement changed: status, policy
  * document, write-back, and a sync push when connected. */

@@ -1198,7 +1198,7 @@ nac_set_worsened(struct nac *n, nac_worsened_fn *fn, void *arg)
 
 /* The request members, in the order they are checked. */
 enum field {
-	F_MAC, F_USER, F_CN, F_IP, F_NAS_IP, F_NAS_ID, F_NAS_PORT, F_SESSION_ID, F_PHASE, F_SOH,
+	F_MAC, F_USER, F_CN, F_IP, F_NAS_IP, F_NAS_ID, F_NAS_PORT, F_SESSION_ID, F_PHASE, F_EAP, F_SOH,
 	FIELDS
 };
 
@@ -1215,11 +1215,12 @@ static const struct {
 	[F_NAS_PORT] = { "nas_port", 8, 63 },
 	[F_SESSION_ID] = { "session_id", 10, 127 },
 	[F_PHASE] = { "phase", 5, 16 },
+	[F_EAP] = { "eap", 3, 16 },      /* present: the request is EAP (its User-Name is no proof) */
 	[F_SOH] = { "soh", 3, NAC_LINE_MAX },
 };
 
 struct request {
-	const char *mac, *user, *cn, *ip, *nas_ip, *nas_id, *nas_port, *session_id, *phase, *soh;
+	const char *mac, *user, *cn, *ip, *nas_ip, *nas_id, *nas_port, *session_id, *phase, *eap, *soh;
 	const json_t *soh_attrs;
 };
 
@@ -1236,6 +1237,7 @@ field_slot(struct request *r, enum field f)
 	case F_NAS_PORT: return &r->nas_port;
 	case F_SESSION_ID: return &r->session_id;
 	case F_PHASE: return &r->phase;
+	case F_EAP: return &r->eap;
 	case F_SOH:
 	case FIELDS: break;
 	}
@@ -1466,7 +1468,12 @@ lookup(struct nac *n, const struct request *r, const char **by)
 		if ((h = host_by_key(n, KEY_MAC, mac)) != NULL)
 			return h;
 	}
-	if (r->user && *r->user) {
+	/* The User-Name names the host only without EAP (MAB, PAP): in an EAP
+	 * conversation it is the outer identity the supplicant chose, and a
+	 * user with valid credentials on an unknown MAC could name a healthy
+	 * host (or its MAC) there and get its profile. EAP finds the host by
+	 * its MAC, the certificate's CN or the IP address. */
+	if (r->user && *r->user && !(r->eap && *r->eap)) {
 		*by = "user";
 		if ((h = host_by_name_like(reg, r->user)) != NULL)
 			return h;

@@ -16,7 +16,6 @@
 #include "hostchange.h"
 #include "log.h"
 #include "mgmt.h"
-#include "nac.h"
 #include "registry.h"
 #include "server.h"
 #include "snapshot.h"
@@ -1708,13 +1707,9 @@ load_done(void *arg, int rc, const char *err)
 			/* only newer data is written back (100,000 hosts from the
 			 * snapshot must not become one big batch); fleet and NAC
 			 * learn the database's name and group either way */
-			if (newer) {
+			if (newer)
 				merged++;
-				host_changed(srv, mem, false);
-			} else {
-				fleet_host_changed(srv, mem);
-				nac_host_changed(srv, mem);
-			}
+			host_changed(srv, mem, newer ? 0 : HC_NO_STORE);
 			host_free(h);
 			continue;
 		}

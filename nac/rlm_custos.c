@@ -423,6 +423,11 @@ build_query(rlm_custos_t *inst, REQUEST *request, const char *phase, char *buf, 
 	else
 		put_attr(&w, request, "nas_port", PW_NAS_PORT);
 	put_attr(&w, request, "session_id", PW_ACCT_SESSION_ID);
+	/* An EAP conversation (or a request inside its tunnel): the outer
+	 * User-Name is whatever the supplicant chose, so custosd must not find
+	 * the host by it. */
+	if (find_attr(request, PW_EAP_MESSAGE, 0) != NULL)
+		cq_str(&w, "eap", "yes", 3);
 	cq_str(&w, "phase", phase, strlen(phase));
 	put_raw_soh(&w, request);
 	put_soh_attrs(&w, request, request->parent != NULL);

@@ -332,11 +332,12 @@ class FreeRadius:
     must sign their requests."""
 
     def __init__(self, ctx, nac_socket, label="radius", fail_closed=False, timeout=MODULE_TIMEOUT,
-                 users="", soh=False, bench_files=None):
+                 users="", soh=False, bench_files=None, client_options=()):
         """Runs as the installed package does: as the user and group of
         radiusd.conf (freerad), which reaches custosd's query socket only
         through nac.socket_group, and with the shipped reject_delay (every
-        Access-Reject comes that late; self.reject_delay)."""
+        Access-Reject comes that late; self.reject_delay). client_options:
+        lines added to the client section (the site's custos_mab_* options)."""
         self.ctx = ctx
         self.dir = ctx.dir / label
         self.raddb = self.dir / "raddb"
@@ -364,7 +365,8 @@ class FreeRadius:
         (self.raddb / "radiusd.conf").write_text(conf)
         (self.raddb / "clients.conf").write_text(
             "client localhost {\n\tipaddr = 127.0.0.1\n\tsecret = %s\n"
-            "\trequire_message_authenticator = yes\n\tnas_type = other\n}\n" % SECRET)
+            "\trequire_message_authenticator = yes\n\tnas_type = other\n%s}\n" % (
+                SECRET, "".join("\t%s\n" % o for o in client_options)))
         # sites: the sample custos site (and inner-tunnel for PEAP) only
         for p in (self.raddb / "sites-enabled").iterdir():
             p.unlink()
@@ -645,7 +647,9 @@ def mac_notation(mac, sep="", upper=False, group=2):
 #    GUID-B4BAA7E7-E457-4AB2-A9A9-6F5157885497.shtml and the ExtremeWare XOS
 #    11.3 Concepts Guide, "MAC-Based Authentication".
 #  - a generic switch: User-Name the MAC with colons, no password, no
-#    Service-Type; and one that sends no Calling-Station-Id at all.
+#    Service-Type; and a Cisco one without Calling-Station-Id (Call-Check
+#    says MAB). A switch that sends no Calling-Station-Id and no Call-Check
+#    is MAB only from a client with custos_mab_no_csi = yes (MAB_NO_CSI).
 MAB_VENDORS = [
     ("Cisco IOS", lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "%s"' % mac_notation(m),
                              "Service-Type = Call-Check", 'Calling-Station-Id = "%s"' % mac_notation(m, "-", True),
@@ -666,30 +670,65 @@ MAB_VENDORS = [
                                 "NAS-Port-Type = Ethernet"]),
     ("generic", lambda m: ['User-Name = "%s"' % mac_notation(m, ":"),
                            'Calling-Station-Id = "%s"' % mac_notation(m, ":", True)]),
+    ("Cisco without Calling-Station-Id", lambda m: ['User-Name = "%s"' % mac_notation(m),
+                                                    'User-Password = "%s"' % mac_notation(m),
+                                                    "Service-Type = Call-Check"]),
+]
+MAB_NO_CSI = [
     ("generic without Calling-Station-Id", lambda m: ['User-Name = "%s"' % mac_notation(m, ":")]),
 ]
 
+# Not MAB (Access-Reject for the healthy MAC): the MAC and the switch's
+# Calling-Station-Id are all MAB has, so without that attribute (and
+# without Call-Check or the client's custos_mab_no_csi) the user name is a
+# claim; and a login to the device itself (Administrative-User,
+# NAS-Prompt-User, Authenticate-Only) named like a MAC is never MAB, even
+# from a client with both custos_mab_* options.
+NOT_MAB = [
+    ("no Calling-Station-Id", False, lambda m: ['User-Name = "%s"' % mac_notation(m),
+                                                'User-Password = "%s"' % mac_notation(m)]),
+    ("no Calling-Station-Id, Administrative-User", True,
+     lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "any-password"',
+                "Service-Type = Administrative-User"]),
+    ("no Calling-Station-Id, NAS-Prompt-User", True,
+     lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "any-password"',
+                "Service-Type = NAS-Prompt-User"]),
+    ("Calling-Station-Id the MAC, Administrative-User", True,
+     lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "%s"' % mac_notation(m),
+                "Service-Type = Administrative-User", 'Calling-Station-Id = "%s"' % mac_notation(m, "-", True)]),
+    ("Calling-Station-Id the MAC, Authenticate-Only", True,
+     lambda m: ['User-Name = "%s"' % mac_notation(m), 'User-Password = "%s"' % mac_notation(m),
+                "Service-Type = Authenticate-Only", 'Calling-Station-Id = "%s"' % mac_notation(m, "-", True)]),
+]
+OPTED_IN = ("custos_mab_eap = yes", "custos_mab_no_csi = yes")
 
-def eap_md5_mab(ctx, fr, mac, session):
+
+def eap_md5_mab(ctx, fr, mac, session, station=None):
     """MAB inside EAP-MD5 as a Juniper EX sends it by default: the MAC (12
     lower-case hex digits) as EAP identity and password, Calling-Station-Id
-    from -M. Returns (the final answer's type, its attributes by name,
+    from -M (station, default: mac). Returns (the final answer's type, its attributes by name,
     the last EAP code, eapol_test's exit status, its output)."""
-    eapol = shutil.which("eapol_test")
-    check(eapol is not None, "eapol_test not found (make deps installs eapoltest)")
     ident = mac_notation(mac)
-    conf = ctx.dir / ("eapol-md5-%s.conf" % session)
-    conf.write_text('network={\n\tkey_mgmt=IEEE8021X\n\teapol_flags=0\n\teap=MD5\n'
-                    '\tidentity="%s"\n\tpassword="%s"\n}\n' % (ident, ident))
-    rc, out, err = ctx.run([eapol, "-c", conf, "-a", "127.0.0.1", "-p", str(fr.port), "-s", SECRET,
-                            "-M", mac, "-N", "4:x:7f000001", "-N", "32:s:switch1", "-N", "5:d:7",
+    return eapol(ctx, fr, 'network={\n\tkey_mgmt=IEEE8021X\n\teapol_flags=0\n\teap=MD5\n'
+                 '\tidentity="%s"\n\tpassword="%s"\n}\n' % (ident, ident), station or mac, session)
+
+
+def eapol(ctx, fr, network, station, session):
+    """eapol_test with this network block from station (Calling-Station-Id);
+    returns as eap_md5_mab."""
+    eapol_bin = shutil.which("eapol_test")
+    check(eapol_bin is not None, "eapol_test not found (make deps installs eapoltest)")
+    conf = ctx.dir / ("eapol-%s.conf" % session)
+    conf.write_text(network)
+    rc, out, err = ctx.run([eapol_bin, "-c", conf, "-a", "127.0.0.1", "-p", str(fr.port), "-s", SECRET,
+                            "-M", station, "-N", "4:x:7f000001", "-N", "32:s:switch1", "-N", "5:d:7",
                             "-N", "44:s:%s" % session, "-n", "-t", "10", "-r", "0"],
                            timeout=60, expect_rc=None)
     text = out + err
     # the last RADIUS answer: its code and attributes (name -> value bytes)
     msgs = re.findall(r"RADIUS message: code=(\d+) \((Access-\w+)\)[^\n]*\n((?:   .*\n)*)", text)
     if not msgs:
-        raise TestFailure("eapol_test (EAP-MD5) got no answer (exit %d): %s" % (rc, text[-1500:]))
+        raise TestFailure("eapol_test got no answer (exit %d): %s" % (rc, text[-1500:]))
     attrs = {}
     for name, value in re.findall(r"Attribute \d+ \(([\w-]+)\) length=\d+\n\s+Value: ([0-9a-f]*)", msgs[-1][2]):
         attrs[name] = bytes.fromhex(value)
@@ -697,14 +736,41 @@ def eap_md5_mab(ctx, fr, mac, session):
     return msgs[-1][1], attrs, eap[-1] if eap else None, rc, text
 
 
+def eap_md5_raw(fr, ident, password, extra=()):
+    """EAP-MD5 by hand (RFC 3748 5.4, RFC 3579), for what eapol_test cannot
+    send: no Calling-Station-Id at all. Returns the final RADIUS code."""
+    client = RadiusClient(fr.port)
+    base = [rattr(1, ident.encode()), rattr(4, socket.inet_aton("127.0.0.1")),
+            rattr(32, b"switch1"), rattr(5, struct.pack("!I", 7))] + list(extra)
+    eap = struct.pack("!BBHB", 2, 0, 5 + len(ident), 1) + ident.encode()     # Response/Identity
+    state = []
+    for _ in range(4):
+        code, attrs, _took = client.request(base + state + [rattr(79, eap)])
+        if code != 11:                  # not an Access-Challenge: the end
+            return code
+        req = b"".join(v for t, v in attrs if t == 79)
+        state = [rattr(24, v) for t, v in attrs if t == 24]
+        check(len(req) >= 5 and req[0] == 1, "Access-Challenge without an EAP-Request: %r" % req)
+        if req[4] == 4:                 # MD5-Challenge: MD5(id | password | challenge)
+            challenge = req[6:6 + req[5]]
+            value = md5(bytes([req[1]]), password.encode(), challenge)
+            eap = struct.pack("!BBHBB", 2, req[1], 22, 4, 16) + value
+        else:                           # Nak, asking for MD5
+            eap = struct.pack("!BBHBB", 2, req[1], 6, 3, 4)
+    raise TestFailure("EAP-MD5 did not end within 4 round trips")
+
+
 def test_radius_mab_vendors(ctx):
     """MAB as Cisco, Aruba, HPE, Juniper, Extreme and generic switches send
     it (with and without Service-Type, the MAC in their notations, with the
     MAC, another or no password): a healthy known MAC gets its VLAN, an
     unknown MAC the Unknown profile, an infected one Access-Reject, for each.
-    A request whose User-Name is a MAC other than its Calling-Station-Id is
-    no MAB. FreeRADIUS runs as freerad and reaches the query socket through
-    nac.socket_group."""
+    Not MAB: a User-Name MAC other than the Calling-Station-Id; no
+    Calling-Station-Id without Call-Check or the client's custos_mab_no_csi;
+    a login to the device (Administrative-User, ...); MAB inside EAP-MD5
+    from a client without custos_mab_eap, or with another station's
+    Calling-Station-Id, or none. FreeRADIUS runs as freerad and reaches the
+    query socket through nac.socket_group."""
     have_prerequisites()
     net = Net(ctx, 2)
     srv = nac_server(ctx, net=net, sync_interval=None).start()
@@ -723,15 +789,19 @@ def test_radius_mab_vendors(ctx):
         a.start()
     for tok, a in agents.items():
         wait_token(srv, a.host["mac"], tok)
-    fr = FreeRadius(ctx, srv.nac_socket).start()
+    fr = FreeRadius(ctx, srv.nac_socket, users='alice\tCleartext-Password := "alice-password"').start()
+    # a client with both of the site's opt-ins (Juniper EAP-MD5, no
+    # Calling-Station-Id)
+    opted = FreeRadius(ctx, srv.nac_socket, label="radius-opted", client_options=OPTED_IN).start()
     check(fr.user == "freerad", "FreeRADIUS's radiusd.conf runs it as %s, not freerad" % fr.user)
     base = ["NAS-IP-Address = 127.0.0.1", 'NAS-Identifier = "switch1"', "NAS-Port = 7"]
     failures = []
-    for i, (vendor, attrs) in enumerate(MAB_VENDORS):
+    for i, (vendor, attrs, server) in enumerate([(v, a, fr) for v, a in MAB_VENDORS] +
+                                                [(v, a, opted) for v, a in MAB_NO_CSI]):
         for who, mac, want in (("healthy", healthy["mac"], "Healthy"),
                                ("unknown", "02:00:5e:00:53:%02x" % (0x40 + i), "Unknown"),
                                ("infected", infected["mac"], "Infected")):
-            code, lines = fr.radclient(attrs(mac) + base + ['Acct-Session-Id = "%s-%d-%s"' % (
+            code, lines = server.radclient(attrs(mac) + base + ['Acct-Session-Id = "%s-%d-%s"' % (
                 vendor.split()[0].lower(), i, who)])
             if want == "Infected":
                 ok = code == "Access-Reject"
@@ -740,11 +810,11 @@ def test_radius_mab_vendors(ctx):
             if not ok:
                 failures.append("%s, %s MAC: %s %s, expected %s" % (
                     vendor, who, code, lines, "Access-Reject" if want == "Infected" else EXPECT[want]))
-    # Juniper's default: MAB inside EAP-MD5
+    # Juniper's default: MAB inside EAP-MD5, from the client that opted in
     for who, mac, want, vlan in (("healthy", healthy["mac"], "Healthy", b"100"),
                                  ("unknown", "02:00:5e:00:53:60", "Unknown", b"999"),
                                  ("infected", infected["mac"], "Infected", None)):
-        code, attrs, eap, rc, out = eap_md5_mab(ctx, fr, mac, "juniper-md5-" + who)
+        code, attrs, eap, rc, out = eap_md5_mab(ctx, opted, mac, "juniper-md5-" + who)
         (ctx.dir / ("eapol-md5-%s.out" % who)).write_text(out)
         if want == "Infected":
             ok = code == "Access-Reject" and eap == "4" and rc != 0   # EAP-Failure, not Success
@@ -756,17 +826,69 @@ def test_radius_mab_vendors(ctx):
                             "expected %s" % (who, code, eap, rc, attrs, "Access-Reject with EAP-Failure"
                                              if vlan is None else "Access-Accept with VLAN %s" % vlan.decode()))
     check(not failures, "MAB not handled as switches send it:\n  " + "\n  ".join(failures))
-    # not MAB: a MAC as User-Name for another station (nothing vouches for
-    # it), and a plain user with a wrong password
+
+    # not MAB: each must be refused for the healthy host's MAC
+    holes = []
+    for what, also_opted, attrs in NOT_MAB:
+        for server in (fr, opted) if also_opted else (fr,):
+            code, lines = server.radclient(attrs(healthy["mac"]) + base)
+            if code != "Access-Reject":
+                holes.append("%s (client %s): %s %s" % (what, "opted in" if server is opted else "default",
+                                                       code, lines))
+    # a User-Name MAC for another station (nothing vouches for it), and a
+    # plain user with a wrong password
     code, lines = fr.radclient(['User-Name = "%s"' % mac_notation(healthy["mac"]),
                                 'User-Password = "%s"' % mac_notation(healthy["mac"]),
                                 'Calling-Station-Id = "%s"' % mac_notation("02:00:5e:00:53:77", "-", True)] + base)
-    check(code == "Access-Reject", "User-Name of a healthy MAC from another station was accepted: %s %s" % (
-        code, lines))
+    if code != "Access-Reject":
+        holes.append("User-Name of a healthy MAC from another station: %s %s" % (code, lines))
     code, lines = fr.radclient(['User-Name = "alice"', 'User-Password = "not-her-password"',
                                 'Calling-Station-Id = "02-00-5E-00-53-78"'] + base)
-    check(code == "Access-Reject", "a user with a wrong password was accepted: %s %s" % (code, lines))
-    check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died")
+    if code != "Access-Reject":
+        holes.append("a user with a wrong password: %s %s" % (code, lines))
+    # an 802.1X supplicant naming a healthy MAC as EAP-MD5 identity and
+    # password: on a client without custos_mab_eap, from its own station
+    # (the switch's Calling-Station-Id is that MAC), and on the opted-in
+    # client from another station, or with no Calling-Station-Id at all
+    for what, server, station in (("no custos_mab_eap", fr, None),
+                                  ("another station", opted, "02:00:5e:00:53:79")):
+        code, attrs, eap, rc, out = eap_md5_mab(ctx, server, healthy["mac"], "md5-claim", station=station)
+        if code != "Access-Reject" or rc == 0:
+            holes.append("EAP-MD5 with a healthy MAC as identity, %s: %s, eapol_test exit %d, %r" % (
+                what, code, rc, attrs))
+    # (the hand-made EAP-MD5 itself works: with the switch's
+    # Calling-Station-Id, on the opted-in client, it is MAB)
+    code = eap_md5_raw(opted, mac_notation(healthy["mac"]), mac_notation(healthy["mac"]),
+                       [rattr(31, healthy["mac"].encode())])
+    check(code == 2, "EAP-MD5 by hand, as a Juniper on an opted-in client: code %d, not Access-Accept" % code)
+    for server in (fr, opted):
+        code = eap_md5_raw(server, mac_notation(healthy["mac"]), mac_notation(healthy["mac"]))
+        if code != 3:
+            holes.append("EAP-MD5 with a healthy MAC as identity, no Calling-Station-Id (client %s): code %d" % (
+                "opted in" if server is opted else "default", code))
+    # PEAP with valid credentials (alice) whose outer identity names the
+    # healthy host (its name or its MAC), from an unknown station: the
+    # outer identity is the supplicant's choice, so custosd does not look
+    # the host up by it (rlm_custos marks EAP requests): the Unknown VLAN.
+    # From the healthy host's own station, PEAP finds it by its MAC.
+    def peap(outer, station, session):
+        code, attrs, eap, rc, out = eapol(ctx, fr, 'network={\n\tkey_mgmt=WPA-EAP\n\teap=PEAP\n'
+                                          '\tidentity="alice"\n\tanonymous_identity="%s"\n'
+                                          '\tpassword="alice-password"\n\tphase2="auth=MSCHAPV2"\n}\n' % outer,
+                                          station, session)
+        (ctx.dir / ("eapol-%s.out" % session)).write_text(out)
+        check(code == "Access-Accept" and rc == 0, "PEAP as alice (outer identity %s) failed: %s, exit %d" % (
+            outer, code, rc))
+        return attrs.get("Tunnel-Private-Group-Id")
+    vlan = peap("anonymous", healthy["mac"], "peap-own")
+    check(vlan == b"100", "PEAP from the healthy host's station got VLAN %r, not its 100" % vlan)
+    for i, outer in enumerate((agents["Healthy"].name, mac_notation(healthy["mac"]))):
+        vlan = peap(outer, "02:00:5e:00:53:7a", "peap-claim-%d" % i)
+        if vlan != b"999":
+            holes.append("PEAP from an unknown station with outer identity %s: VLAN %r, not Unknown's 999" % (
+                outer, vlan))
+    check(not holes, "not MAB, yet accepted (or given another host's profile):\n  " + "\n  ".join(holes))
+    check(srv.alive() and fr.proc.alive() and opted.proc.alive(), "custosd or FreeRADIUS died")
 
 
 def test_radius_daemon_down_fallback(ctx):
@@ -1000,14 +1122,30 @@ def wait_profile(fr, mac, token, session, timeout, what):
     return time.monotonic() - t0
 
 
+PROMPT = 2.0   # seconds: "at once", against the minute tick that would otherwise do it
+
+
+def counters(srv):
+    return srv.status()["counters"]
+
+
+def delta(before, after, *names):
+    return tuple(after[n] - before[n] for n in names)
+
+
 def test_radius_move_token(ctx):
     """A host moved through the API (custosctl move) into a group whose
-    thresholds make it Critical gets its new token at once: the switch's
-    next MAB gets the Checkup profile (NAC's default conditions: Healthy
-    only while not Critical) and the NAS that admitted it a CoA; moved back,
-    MAB gets the Healthy profile again. A host placed by a relocation rule
-    on its first sync has the token of its new group at once. Product sync
-    defaults (900 s): nothing but the move tells custosd."""
+    thresholds make it Critical gets its new token at once (within PROMPT,
+    2 s; the minute tick would take up to 60 s): the switch's next MAB gets
+    the Checkup profile (NAC's default conditions: Healthy only while not
+    Critical) and the NAS that admitted it a CoA; moved back, MAB gets the
+    Healthy profile again. A host placed by a relocation rule on its first
+    sync has the token of its new group at once. Product sync defaults
+    (900 s): nothing but the move tells custosd. Each change reaches
+    host_changed() once (status counters host_changes, host_writes): an
+    enrolment without a second write of the row store_enroll inserted, new
+    local settings once, a first sync with a relocation once, and an events
+    message (last_seen) once."""
     have_prerequisites()
     nas = TestNas()
     try:
@@ -1017,7 +1155,13 @@ def test_radius_move_token(ctx):
         srv.start()
         token = srv.token_create("nac", max_uses=0)
         mover = NsAgent(ctx, srv, "mab-mover", net.hosts[0], net, keep=False, db_age_days=1.5, rtp=True)
+        c0 = counters(srv)
         mover.enroll(token)
+        changes, writes = delta(c0, counters(srv), "host_changes", "host_writes")
+        print("enrolment: %d host change(s), %d row write(s)" % (changes, writes))
+        check((changes, writes) == (1, 0),
+              "an enrolment made %d host change(s) and %d row write(s), expected 1 and 0 (store_enroll "
+              "inserted the row)" % (changes, writes))
         mover.start()
         wait_token(srv, mover.host["mac"], "Healthy")
         fr = FreeRadius(ctx, srv.nac_socket).start()
@@ -1034,27 +1178,39 @@ def test_radius_move_token(ctx):
         req = wait_until(lambda: nas.requests[0] if nas.requests else None, 8,
                          "a CoA-Request at the test NAS after the move")
         coa_took = req["time"] - t0
+        print("move: MAB profile after %.2fs, CoA after %.2fs" % (took, coa_took))
+        check(took < PROMPT and coa_took < PROMPT,
+              "after the move the profile came after %.2f s and the CoA after %.2f s, not at once" % (
+                  took, coa_took))
         check(not nas.problems, "test NAS: %s" % nas.problems)
         check(req["auth_ok"] and req["ma_ok"], "CoA-Request badly signed")
         check(req.get("Acct-Session-Id") == "mover-1", "CoA for session %r, expected mover-1" % (
             req.get("Acct-Session-Id"),))
-        print("move: MAB profile after %.2fs, CoA after %.2fs" % (took, coa_took))
 
         # and back to Unassigned: Healthy again
         srv.ctl("move", mover.name, "")
         took = wait_profile(fr, mover.host["mac"], "Healthy", "mover-3", 8,
                             "the Healthy profile at the switch after moving back")
         print("move back: MAB profile after %.2fs" % took)
+        check(took < PROMPT, "moved back, the Healthy profile came after %.2f s, not at once" % took)
 
         # placed by a relocation rule on its first sync: Checkup at once
         placed = NsAgent(ctx, srv, "strict-1", net.hosts[1], net, keep=False, db_age_days=1.5, rtp=True)
         placed.enroll(token)
+        c0 = counters(srv)
         placed.start()
         wait_until(lambda: srv.log_count("host %s placed in group Strict by a relocation rule" % placed.name),
                    30, "the relocation rule to place strict-1 at its first sync")
         took = wait_profile(fr, placed.host["mac"], "Checkup", "placed-1", 8,
                             "the Checkup profile for a host placed in Strict on its first sync")
         print("relocation: MAB profile %.2fs after the first sync" % took)
+        check(took < PROMPT, "the Checkup profile of strict-1 came %.2f s after its first sync" % took)
+        # one host change per sync (the relocation included) and at most
+        # one per events message (the agent's start may send some)
+        changes, syncs, events = delta(c0, counters(srv), "host_changes", "syncs", "events_received")
+        print("start with relocation: %d host change(s), %d sync(s), %d event(s)" % (changes, syncs, events))
+        check(syncs >= 1 and syncs <= changes <= syncs + events,
+              "strict-1's start made %d host change(s) for %d sync(s) and %d event(s)" % (changes, syncs, events))
         # not by luck of a second sync: the first one already gave the
         # token and the status of the new group
         changes = re.findall(r"nac: host %s: (\w+) -> (\w+)" % re.escape(placed.name), srv.log_text())
@@ -1073,6 +1229,29 @@ def test_radius_move_token(ctx):
         took = wait_profile(fr, placed.host["mac"], "Healthy", "placed-2", 8,
                             "the Healthy profile after Strict's thresholds were relaxed")
         print("thresholds reloaded: MAB profile after %.2fs" % took)
+        check(took < PROMPT, "after the reload the Healthy profile came after %.2f s, not at once" % took)
+
+        # new local settings (a new policy document): one host change,
+        # beside the syncs and events it may cause (the agent is woken)
+        c0 = counters(srv)
+        srv.ctl("host-settings", mover.name, '{"clamav": {"max_file_size_mb": 99}}')
+        c1 = counters(srv)
+        changes, syncs, events = delta(c0, c1, "host_changes", "syncs", "events_received")
+        print("host-settings: %d host change(s), %d sync(s), %d event(s)" % (changes, syncs, events))
+        check(1 + syncs <= changes <= 1 + syncs + events,
+              "new local settings made %d host change(s) beside %d sync(s) and %d event(s), expected one" % (
+                  changes, syncs, events))
+        # an events message (a kind that asks for no sync) tells the store
+        # and NAC of the host's last_seen
+        c0 = counters(srv)
+        mover.event("scan of /home done", kind="scan_done")
+        wait_until(lambda: counters(srv)["events_received"] > c0["events_received"] or None, 15,
+                   "custosd to receive the scan_done event")
+        changes, writes, syncs = delta(c0, counters(srv), "host_changes", "host_writes", "syncs")
+        print("events message: %d host change(s), %d row write(s), %d sync(s)" % (changes, writes, syncs))
+        check(changes - syncs >= 1 and writes - syncs >= 1,
+              "an events message made %d host change(s) and %d row write(s) beside %d sync(s): last_seen "
+              "reached neither the store nor NAC" % (changes, writes, syncs))
         check(srv.alive() and fr.proc.alive(), "custosd or FreeRADIUS died")
     finally:
         nas.close()

@@ -675,6 +675,20 @@ test_lookups(void **state)
 	j = ask_json(x, "{\"user\": \"525400000001\"}");
 	assert_string_equal(json_string_value(json_object_get(j, "host")), "web-1");
 	json_decref(j);
+	/* EAP: the User-Name is the outer identity the supplicant chose, no
+	 * proof of a host name or MAC; the MAC (and CN, IP) still find it */
+	j = ask_json(x, "{\"user\": \"db-1\", \"eap\": \"yes\", \"mac\": \"02:00:5e:00:53:01\"}");
+	assert_string_equal(token_of_reply(j), "Unknown");
+	assert_null(json_string_value(json_object_get(j, "host")));
+	json_decref(j);
+	j = ask_json(x, "{\"user\": \"525400000001\", \"eap\": \"yes\", \"mac\": \"02:00:5e:00:53:01\"}");
+	assert_string_equal(token_of_reply(j), "Unknown");
+	assert_null(json_string_value(json_object_get(j, "host")));
+	json_decref(j);
+	j = ask_json(x, "{\"user\": \"anonymous\", \"eap\": \"yes\", \"mac\": \"52:54:00:00:00:01\"}");
+	assert_string_equal(json_string_value(json_object_get(j, "host")), "web-1");
+	assert_string_equal(json_string_value(json_object_get(j, "by")), "mac");
+	json_decref(j);
 	/* last_ip is indexed too */
 	j = ask_json(x, "{\"ip\": \"198.51.100.200\"}");
 	assert_non_null(json_string_value(json_object_get(j, "host")));
