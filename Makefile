@@ -21,14 +21,14 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
             -Wstrict-prototypes -Wmissing-prototypes -Wvla
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = $(CFLAGS) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+ALL_CFLAGS = $(CFLAGS) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib -Idb -Idaemon -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 ALL_LDLIBS = -Wl,--as-needed $(LDLIBS) $(PKG_LIBS) -L/usr/lib/freeradius -Wl,-rpath,/usr/lib/freeradius \
              -lfreeradius-radius -ltalloc -lpthread $(EXTRA_LDFLAGS)
 DEPFLAGS  = -MMD -MP
 
 LIB_SRC    := $(wildcard lib/*.c)
 DB_SRC     := $(wildcard db/*.c)
-DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c daemon/*/*.c))
 AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
 CTL_SRC    := $(filter-out console/main.c,$(wildcard console/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -48,7 +48,7 @@ UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps run stop test unit integration asan bench clean check-config
+.PHONY: all deps run stop test unit integration asan bench clean check-config check-layers
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: %.c

@@ -13,24 +13,24 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
-#include "api.h"
-#include "coa.h"
-#include "hostchange.h"
+#include "api/api.h"
+#include "nacd/coa.h"
+#include "core/hostchange.h"
 #include "conf.h"
-#include "config.h"
+#include "core/config.h"
 #include "db.h"
-#include "fleet.h"
-#include "listener.h"
+#include "fleet/fleet.h"
+#include "agents/listener.h"
 #include "log.h"
-#include "mgmt.h"
-#include "nac.h"
-#include "registry.h"
-#include "server.h"
-#include "snapshot.h"
-#include "snmp.h"
-#include "store.h"
+#include "mgmt/mgmt.h"
+#include "nacd/nac.h"
+#include "core/registry.h"
+#include "core/server.h"
+#include "store/snapshot.h"
+#include "snmp/snmp.h"
+#include "store/store.h"
 #include "util.h"
-#include "wakeup.h"
+#include "agents/wakeup.h"
 
 #define MAX_OVERRIDES 64
 #define REEVALUATE_SECONDS 60

@@ -23,8 +23,8 @@
 
 #include <jansson.h>
 
-#include "daemon/groups.h"
-#include "daemon/policy.h"
+#include "daemon/model/groups.h"
+#include "daemon/model/policy.h"
 #include "util.h"
 
 #define LEVELS 10

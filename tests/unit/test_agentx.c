@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/agentx.h"
+#include "daemon/snmp/agentx.h"
 #include "util.h"
 
 static const uint32_t custos[] = { 1, 3, 6, 1, 4, 1, 32473, 1, 1 };

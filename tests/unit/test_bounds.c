@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "daemon/bounds.h"
+#include "daemon/core/bounds.h"
 #include "util.h"
 
 #define MIB (1024u * 1024u)

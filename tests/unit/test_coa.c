@@ -20,13 +20,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/coa.h"
+#include "daemon/nacd/coa.h"
 #include "conf.h"
-#include "daemon/config.h"
+#include "daemon/core/config.h"
 #include "log.h"
-#include "daemon/nac.h"
-#include "daemon/registry.h"
-#include "daemon/server.h"
+#include "daemon/nacd/nac.h"
+#include "daemon/core/registry.h"
+#include "daemon/core/server.h"
 #include "util.h"
 
 #define SECRET "s3cr3t-for-coa"

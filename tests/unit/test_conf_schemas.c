@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "agent/config.h"
-#include "daemon/config.h"
+#include "daemon/core/config.h"
 #include "conf.h"
 #include "util.h"
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/declare.h"
+#include "daemon/model/declare.h"
 #include "util.h"
 
 static char dir[64];

@@ -16,12 +16,12 @@
 #include <cmocka.h>
 
 #include "conf.h"
-#include "daemon/config.h"
-#include "daemon/fleet.h"
-#include "daemon/nac.h"
+#include "daemon/core/config.h"
+#include "daemon/fleet/fleet.h"
+#include "daemon/nacd/nac.h"
 #include "db.h"
-#include "daemon/registry.h"
-#include "daemon/server.h"
+#include "daemon/core/registry.h"
+#include "daemon/core/server.h"
 #include "util.h"
 
 #define NOW ((int64_t)1750000000)

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/groups.h"
+#include "daemon/model/groups.h"
 #include "util.h"
 
 static void

@@ -15,10 +15,10 @@
 #include <cmocka.h>
 
 #include "conf.h"
-#include "daemon/config.h"
-#include "daemon/nac.h"
-#include "daemon/registry.h"
-#include "daemon/server.h"
+#include "daemon/core/config.h"
+#include "daemon/nacd/nac.h"
+#include "daemon/core/registry.h"
+#include "daemon/core/server.h"
 #include "log.h"
 #include "util.h"
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/naming.h"
+#include "daemon/core/naming.h"
 #include "util.h"
 
 /* A small set of taken names, counting the calls to taken(). */

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "daemon/groups.h"
-#include "daemon/policy.h"
+#include "daemon/model/groups.h"
+#include "daemon/model/policy.h"
 #include "util.h"
 
 #define MOBILE_AFTER 3600

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "daemon/naming.h"
-#include "daemon/registry.h"
+#include "daemon/core/naming.h"
+#include "daemon/core/registry.h"
 #include "util.h"
 
 #define NOW ((int64_t)1750000000)

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/selection.h"
+#include "daemon/model/selection.h"
 
 #define NOW 1700000000
 #define DAY 86400

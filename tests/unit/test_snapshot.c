@@ -16,10 +16,10 @@
 
 #include <cmocka.h>
 
-#include "daemon/nac.h"
-#include "daemon/registry.h"
-#include "daemon/snapshot.h"
-#include "daemon/status.h"
+#include "daemon/nacd/nac.h"
+#include "daemon/core/registry.h"
+#include "daemon/store/snapshot.h"
+#include "daemon/core/status.h"
 #include "util.h"
 
 #define NOW ((int64_t)1750000000)

@@ -14,10 +14,10 @@
 
 #include <cmocka.h>
 
-#include "daemon/fleet.h"
-#include "daemon/registry.h"
-#include "daemon/server.h"
-#include "daemon/snmp.h"
+#include "daemon/fleet/fleet.h"
+#include "daemon/core/registry.h"
+#include "daemon/core/server.h"
+#include "daemon/snmp/snmp.h"
 #include "util.h"
 
 #define NOW ((int64_t)1750000000)   /* 2025-06-15 15:06:40 UTC */

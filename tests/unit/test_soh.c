@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/soh.h"
+#include "daemon/nacd/soh.h"
 #include "util.h"
 
 /* [MS-WSH] client status codes */

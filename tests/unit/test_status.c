@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/status.h"
+#include "daemon/core/status.h"
 #include "util.h"
 
 #define DAY 86400

@@ -17,9 +17,9 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "daemon/registry.h"
-#include "daemon/server.h"
-#include "daemon/wakeup.h"
+#include "daemon/core/registry.h"
+#include "daemon/core/server.h"
+#include "daemon/agents/wakeup.h"
 #include "log.h"
 #include "pki.h"
 #include "util.h"
