@@ -110,6 +110,10 @@ test: deps
 	@$(MAKE) --no-print-directory nac
 	@tests/run-all.sh
 
+# daemon/'s folders are layers: no include may point up (tools/layers.py).
+check-layers:
+	@python3 tools/layers.py check
+
 run: deps all
 	@appliance/run.sh
 

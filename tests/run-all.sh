@@ -12,6 +12,12 @@ trap 'rm -f "$CUSTOS_RESULTS"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
+echo "=== layering (tools/layers.py check: no include points up the layers of daemon/)"
+if python3 tools/layers.py check; then
+	echo "1 0 0" >>"$CUSTOS_RESULTS"
+else
+	echo "0 1 0" >>"$CUSTOS_RESULTS"; status=1
+fi
 echo "=== unit tests (build)"
 tests/run-units.sh build || status=1
 echo "=== unit tests (build/asan: AddressSanitizer + UndefinedBehaviorSanitizer)"
