@@ -534,10 +534,10 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 	 * the fleet and the NAC entry (which of two hosts with one MAC is the
 	 * newer); no re-evaluation, the posture did not change */
 	host_changed(srv, h, 0);
-	/* threats reach SNMP even while the database is down (resends are
-	 * recognised by their event id) */
-	fleet_agent_events(srv, h, events);
-	mgmt_on_events(srv->mgmt, h, events);
+	/* threats reach SNMP even while the database is down; a resend (after
+	 * a nack) is recognised by its event id, once, by the fleet, and counts
+	 * toward neither the fleet's nor a group's outbreak */
+	mgmt_on_threats(srv->mgmt, h, fleet_agent_events(srv, h, events));
 	struct events_ctx *e = calloc(1, sizeof(*e));
 	json_t *ids = json_array();
 	if (e == NULL || ids == NULL) {

@@ -750,14 +750,14 @@ fleet_seed_threats(struct fleet *f, int64_t now, const struct fleet_seed *ev, si
 	}
 }
 
-void
+size_t
 fleet_agent_events(struct server *srv, const struct host *h, json_t *events)
 {
 	struct fleet *f = srv->fleet;
-	size_t i;
+	size_t i, fresh = 0;
 	json_t *ev;
 	if (f == NULL || h == NULL)
-		return;
+		return 0;
 	/* the host itself (last_seen) reaches the fleet through host_changed */
 	int64_t now = now_s();
 	json_array_foreach(events, i, ev) {
@@ -766,6 +766,7 @@ fleet_agent_events(struct server *srv, const struct host *h, json_t *events)
 			continue;
 		if (threat_seen(f, json_string_value(json_object_get(ev, "id"))))
 			continue;
+		fresh++;
 		size_t b = (size_t)((now / 60) % DAY_MINUTES);
 		if (f->minute_of[b] != now / 60) {
 			f->minute_of[b] = now / 60;
@@ -782,6 +783,7 @@ fleet_agent_events(struct server *srv, const struct host *h, json_t *events)
 		notice_push(f, &n);
 		outbreak_check(f, now);
 	}
+	return fresh;
 }
 
 static int

@@ -112,8 +112,10 @@ void fleet_host_changed(struct server *srv, const struct host *h);
 void fleet_mark_dirty(struct server *srv);
 /* An agent's validated events were accepted: counts threat_found events,
  * queues a threat notification for each, starts an outbreak when due.
- * Events resent with an id seen recently are not counted twice. */
-void fleet_agent_events(struct server *srv, const struct host *h, json_t *events);
+ * Events resent with an id seen recently are not counted twice. Returns
+ * the number of threats counted (new ones): the one recognition of new
+ * threats, which the caller hands on to mgmt_on_threats. */
+size_t fleet_agent_events(struct server *srv, const struct host *h, json_t *events);
 /* The database state changed (enum db_state of db.h). */
 void fleet_db_state(struct server *srv, int db_state, const char *detail);
 /* Publishes a new snapshot if anything changed; also ends outbreaks and

@@ -530,17 +530,9 @@ outbreak_policy(struct mgmt *mg, uint64_t group_id)
 }
 
 void
-mgmt_on_events(struct mgmt *mg, struct host *h, const json_t *events)
+mgmt_on_threats(struct mgmt *mg, struct host *h, size_t threats)
 {
-	if (mg == NULL || mg->m == NULL || h->group_id == 0)
-		return;
-	size_t i, threats = 0;
-	json_t *ev;
-	json_array_foreach(events, i, ev) {
-		const char *kind = json_string_value(json_object_get(ev, "kind"));
-		threats += kind && strcmp(kind, "threat_found") == 0;
-	}
-	if (threats == 0)
+	if (mg == NULL || mg->m == NULL || h->group_id == 0 || threats == 0)
 		return;
 	uint64_t chain[GROUP_DEPTH_MAX];
 	int depth = groups_chain(mg->m->groups, h->group_id, chain);

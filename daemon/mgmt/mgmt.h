@@ -51,8 +51,10 @@ int mgmt_reload(struct mgmt *m, mgmt_done_fn done, void *arg, char *err, size_t 
  * when this returns true (a relocation rule moved the host to another
  * group, whose thresholds apply). */
 bool mgmt_on_sync(struct mgmt *m, struct host *h, const json_t *msg, json_t *reply);
-/* Events arrived (validated): threat_found feeds outbreak detection. */
-void mgmt_on_events(struct mgmt *m, struct host *h, const json_t *events);
+/* New threats arrived from host h (threat_found events, resends already
+ * left out by fleet_agent_events): they feed the outbreak policies of its
+ * group and the groups above. */
+void mgmt_on_threats(struct mgmt *m, struct host *h, size_t threats);
 /* Periodic (main.c, every minute): ends quiet outbreaks. */
 void mgmt_tick(struct mgmt *m, int64_t now);
 

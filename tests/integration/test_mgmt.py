@@ -11,7 +11,7 @@ import json
 import re
 import time
 
-from harness import ROOT, TestFailure, check, wait_until
+from harness import ROOT, TestFailure, check, db_event_ids, wait_until
 
 # ---- the declared state most tests start from ------------------------------
 
@@ -730,3 +730,38 @@ def test_mgmt_outbreak(ctx):
           "ws-1's policy changed with the outbreak in Servers: %r" % ws)
     ob = {p["name"]: p for p in srv.ctl_json("policies")}["servers-outbreak"]
     check(ob["outbreak_now"] is True, "outbreak_now after the outbreak: %r" % ob)
+
+
+def test_mgmt_outbreak_resend(ctx):
+    """A batch of threats the server could not store (nack) and the agent
+    sends again counts once toward a group's outbreak policy (threshold 3):
+    two threats resent twice are two, not four; a third new one starts the
+    outbreak."""
+    files = _standard_files(tasks=False)
+    files["25-outbreak.conf"] = OUTBREAK_CONF
+    srv = _server(ctx, files=files)
+    agents = _agents(ctx, srv, [("srv-1", {})])
+    _wait_groups(srv, {"srv-1": "Servers"}, timeout=5)
+    a = agents["srv-1"]
+    # both threats wait in the stopped agent's queue, so that they go in one
+    # batch, which the trigger makes MariaDB refuse as a whole: nack, resend
+    a.stop()
+    ids = [a.event("EICAR found in /tmp/r%d" % i, severity="warning", kind="threat_found") for i in range(2)]
+    srv.sql("CREATE TRIGGER block_events BEFORE INSERT ON events FOR EACH ROW "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'events are blocked'")
+    a.start()
+    nack = "server could not store events yet"
+    wait_until(lambda: a.log_count(nack) >= 2, 30, "the agent to send its threats twice and be told to retry")
+    check(a.queued() == 2, "the agent has %d event(s) queued, not 2" % a.queued())
+    check(srv.log_count("virus outbreak") == 0,
+          "two threats sent twice started an outbreak (threshold 3): %r"
+          % [l for l in srv.log_text().splitlines() if "outbreak" in l])
+    srv.sql("DROP TRIGGER block_events")
+    wait_until(lambda: a.queued() == 0 and all(i in db_event_ids(srv, a.uid)[2] for i in ids), 30,
+               "the two threats stored once the trigger is gone")
+    check(srv.log_count("virus outbreak") == 0, "an outbreak after two threats, resent (threshold 3)")
+    ob = {p["name"]: p for p in srv.ctl_json("policies")}["servers-outbreak"]
+    check(ob["outbreak_now"] is False, "outbreak_now after two resent threats: %r" % ob)
+    a.event("EICAR found in /tmp/r2", severity="warning", kind="threat_found")
+    wait_until(lambda: srv.log_count("virus outbreak in group Servers") == 1, 15,
+               "the third threat to start the outbreak")

@@ -358,6 +358,27 @@ threat(const char *id, const char *msg)
 	    "severity", "critical", "time", (json_int_t)NOW, "message", msg);
 }
 
+/* The count of new threats that the listener hands to the groups'
+ * outbreak policies (mgmt_on_threats): a batch resent after a nack adds
+ * nothing. */
+static void
+test_new_threats_counted_once(void **state)
+{
+	struct fx *x = *state;
+	struct host *h = add_host(x, 6, "pc", K_OK);
+	json_t *ev = json_array();
+	json_array_append_new(ev, threat("000000000000000000000000000000b1", "one"));
+	json_array_append_new(ev, threat("000000000000000000000000000000b2", "two"));
+	json_array_append_new(ev, json_pack("{s:s, s:s}", "id", "000000000000000000000000000000b3",
+	    "kind", "scan_done"));
+	assert_int_equal(fleet_agent_events(&x->srv, h, ev), 2);
+	assert_int_equal(fleet_agent_events(&x->srv, h, ev), 0);   /* the resend */
+	json_array_append_new(ev, threat("000000000000000000000000000000b4", "three"));
+	assert_int_equal(fleet_agent_events(&x->srv, h, ev), 1);   /* only the new one */
+	json_decref(ev);
+	assert_int_equal(fleet_agent_events(&x->srv, NULL, NULL), 0);
+}
+
 static void
 test_threats_and_outbreak(void **state)
 {
@@ -684,6 +705,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_critical_notices, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_loaded_is_no_baseline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threats_and_outbreak, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_threats_counted_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_notices, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_builds_nothing, setup, teardown),
