@@ -15,7 +15,6 @@
 
 #include "api/api.h"
 #include "nacd/coa.h"
-#include "core/hostchange.h"
 #include "conf.h"
 #include "core/config.h"
 #include "db.h"
@@ -272,7 +271,7 @@ on_reeval(evutil_socket_t fd, short what, void *arg)
 		all[i]->st = status_evaluate(&all[i]->sin, mgmt_host_thresholds(srv, all[i]), now);
 		if (before.status != all[i]->st.status || before.reasons != all[i]->st.reasons) {
 			log_info("status", "host %s is now %s", all[i]->name, status_name(all[i]->st.status));
-			host_changed(srv, all[i], 0);
+			registry_host_changed(srv->reg, all[i], 0);
 		}
 	}
 	free(all);
@@ -329,6 +328,60 @@ sync_request_lost(void *arg, struct host *h)
 	struct server *srv = arg;
 	if (srv->wake && wakeup_host_later(srv->wake, h) == 0)
 		log_debug("agent", "host %s closed before it synced as asked; waking it by datagram", h->name);
+}
+
+/* ---- "a host changed" (registry_host_changed): the views of a host, in
+ * this order: the count, the database write-back, the fleet snapshot, the
+ * NAC token (which sends a CoA / Disconnect when it gets worse) ---- */
+
+static void
+host_counted(void *arg, struct host *h, unsigned what)
+{
+	struct server *srv = arg;
+	(void)h;
+	(void)what;
+	srv->stats.host_changes++;
+}
+
+static void
+host_to_store(void *arg, struct host *h, unsigned what)
+{
+	struct server *srv = arg;
+	if (srv->store == NULL || (what & HOST_STORED))
+		return;
+	srv->stats.host_writes++;
+	store_host_changed(srv->store, h);
+}
+
+static void
+host_to_fleet(void *arg, struct host *h, unsigned what)
+{
+	(void)what;
+	fleet_host_changed(arg, h);
+}
+
+static void
+host_to_nac(void *arg, struct host *h, unsigned what)
+{
+	(void)what;
+	nac_host_changed(arg, h);
+}
+
+static const struct status_thresholds *
+host_thresholds(void *arg, const struct host *h)
+{
+	return mgmt_host_thresholds(arg, h);
+}
+
+static void
+watch_hosts(struct server *srv)
+{
+	registry_set_thresholds(srv->reg, host_thresholds, srv);
+	if (registry_observe(srv->reg, host_counted, srv) < 0 ||
+	    registry_observe(srv->reg, host_to_store, srv) < 0 ||
+	    registry_observe(srv->reg, host_to_fleet, srv) < 0 ||
+	    registry_observe(srv->reg, host_to_nac, srv) < 0)
+		fatalx("main", "too many registry observers");
 }
 
 int
@@ -413,6 +466,9 @@ main(int argc, char **argv)
 	srv->started = now_s();
 	load_thresholds(srv);
 	srv->reg = registry_new();
+	if (srv->reg == NULL)
+		fatalx("main", "out of memory");
+	watch_hosts(srv);
 	srv->store = store_new(srv, (size_t)conf_int(srv->cfg, "database.events_max"),
 	    (size_t)conf_int(srv->cfg, "database.batch_max"));
 	srv->mgmt = mgmt_new(srv);

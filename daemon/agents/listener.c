@@ -20,10 +20,8 @@
 #include "conf.h"
 #include "fleet/fleet.h"
 #include "frame.h"
-#include "core/hostchange.h"
 #include "log.h"
 #include "mgmt/mgmt.h"
-#include "nacd/nac.h"
 #include "core/naming.h"
 #include "core/registry.h"
 #include "core/server.h"
@@ -202,7 +200,7 @@ enroll_done(void *arg, int rc, const char *err)
 		free(ca);
 		srv->stats.enrolls_ok++;
 		/* store_enroll has just inserted the row: no write-back */
-		host_changed(srv, e->h, HC_NO_STORE);
+		registry_host_changed(srv->reg, e->h, HOST_STORED);
 		if (!c->dead) {
 			c->closing = true;
 			if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -386,7 +384,7 @@ handle_sync(struct conn *c, struct host *h, json_t *msg)
 	 * thresholds), so that the status and NAC token of the first sync are
 	 * already those of the host's group */
 	bool moved = mgmt_on_sync(srv->mgmt, h, msg, reply);
-	host_changed(srv, h, moved ? HC_REEVALUATE : 0);
+	registry_host_changed(srv->reg, h, moved ? HOST_REEVALUATE : 0);
 	json_object_set_new(reply, "status", json_string(status_name(h->st.status)));
 	conn_send(c, reply);
 }
@@ -533,7 +531,7 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 	/* last_seen: the write-back (coalesced per host until the next flush),
 	 * the fleet and the NAC entry (which of two hosts with one MAC is the
 	 * newer); no re-evaluation, the posture did not change */
-	host_changed(srv, h, 0);
+	registry_host_changed(srv->reg, h, 0);
 	/* threats reach SNMP even while the database is down; a resend (after
 	 * a nack) is recognised by its event id, once, by the fleet, and counts
 	 * toward neither the fleet's nor a group's outbreak */

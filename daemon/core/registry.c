@@ -13,6 +13,14 @@ struct registry {
 	struct hmap *by_uid;
 	struct hmap *by_name;
 	struct hmap *tokens;
+	struct {
+		registry_observer_fn fn;
+		void *arg;
+	} obs[REGISTRY_OBSERVERS_MAX];
+	size_t nobs;
+	registry_thresholds_fn thr_fn;
+	void *thr_arg;
+	struct status_thresholds thr_default;
 };
 
 struct registry *
@@ -21,6 +29,7 @@ registry_new(void)
 	struct registry *r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
+	status_defaults(&r->thr_default);
 	r->by_uid = hmap_new();
 	r->by_name = hmap_new();
 	r->tokens = hmap_new();
@@ -304,4 +313,42 @@ registry_rename_host(struct registry *r, struct host *h, const char *name)
 	hmap_del(r->by_name, h->name);
 	str_copy(h->name, name, sizeof(h->name));
 	return hmap_put(r->by_name, h->name, h, NULL);
+}
+
+/* ---- observers ---- */
+
+int
+registry_observe(struct registry *r, registry_observer_fn fn, void *arg)
+{
+	if (r->nobs >= REGISTRY_OBSERVERS_MAX)
+		return -1;
+	r->obs[r->nobs].fn = fn;
+	r->obs[r->nobs].arg = arg;
+	r->nobs++;
+	return 0;
+}
+
+void
+registry_set_thresholds(struct registry *r, registry_thresholds_fn fn, void *arg)
+{
+	r->thr_fn = fn;
+	r->thr_arg = arg;
+}
+
+const struct status_thresholds *
+registry_thresholds(const struct registry *r, const struct host *h)
+{
+	const struct status_thresholds *t = r->thr_fn ? r->thr_fn(r->thr_arg, h) : NULL;
+	return t ? t : &r->thr_default;
+}
+
+void
+registry_host_changed(struct registry *r, struct host *h, unsigned what)
+{
+	if (r == NULL || h == NULL)
+		return;
+	if (what & HOST_REEVALUATE)
+		host_evaluate(h, registry_thresholds(r, h), now_s());
+	for (size_t i = 0; i < r->nobs; i++)
+		r->obs[i].fn(r->obs[i].arg, h, what);
 }

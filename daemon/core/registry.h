@@ -106,4 +106,34 @@ void token_hash(const char *secret, char out[65]);
 
 /* Changes a host's name (the new name must be free). */
 int registry_rename_host(struct registry *r, struct host *h, const char *name);
+
+/* ---- "a host changed": the registry is the one writer of that news ----
+ *
+ * Every change of a host (a sync, an events message's last contact, a move,
+ * a placement by a relocation rule, new thresholds, the database load)
+ * ends in one call of registry_host_changed(), which evaluates the host's
+ * status again when asked to and tells each observer once, in the order
+ * they were added (main.c: the store's write-back, the fleet snapshot, the
+ * NAC tokens, which send a CoA when a token gets worse). The registry
+ * knows none of them: modules above it register in main.c. */
+enum {
+	/* evaluate the status first, from the posture and the thresholds of
+	 * the host's group (the posture, the group or the thresholds changed);
+	 * without it the caller has just evaluated it */
+	HOST_REEVALUATE = 1u << 0,
+	/* the database holds the host as it is (its row was just inserted or
+	 * loaded): no write-back */
+	HOST_STORED = 1u << 1,
+};
+#define REGISTRY_OBSERVERS_MAX 8
+typedef void (*registry_observer_fn)(void *arg, struct host *h, unsigned what);
+/* -1 when REGISTRY_OBSERVERS_MAX are registered already. */
+int registry_observe(struct registry *r, registry_observer_fn fn, void *arg);
+/* The thresholds that apply to a host (its group's: mgmt, registered by
+ * main.c); without a provider, the defaults (status_defaults). */
+typedef const struct status_thresholds *(*registry_thresholds_fn)(void *arg, const struct host *h);
+void registry_set_thresholds(struct registry *r, registry_thresholds_fn fn, void *arg);
+const struct status_thresholds *registry_thresholds(const struct registry *r, const struct host *h);
+/* what: HOST_* or 0. NULL h is ignored. */
+void registry_host_changed(struct registry *r, struct host *h, unsigned what);
 #endif

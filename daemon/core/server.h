@@ -34,7 +34,7 @@ struct server_stats {
 	uint64_t conns_rejected_address, conns_preauth_closed, conns_stalled, accept_pauses;
 	uint64_t enrolls_ok, enrolls_refused, syncs, events_received, events_acked;
 	uint64_t fields_truncated, fields_dropped; /* cut or left out on arrival (bounds.c) */
-	uint64_t host_changes, host_writes;        /* host_changed() calls; those that queued a row write */
+	uint64_t host_changes, host_writes;        /* registry_host_changed() calls; those that queued a row write */
 };
 
 struct server {

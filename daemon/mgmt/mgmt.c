@@ -13,7 +13,6 @@
 #include "model/declare.h"
 #include "fleet/fleet.h"
 #include "model/groups.h"
-#include "core/hostchange.h"
 #include "agents/listener.h"
 #include "log.h"
 #include "store/mgmt_sql.h"
@@ -366,7 +365,7 @@ mgmt_host_document(struct mgmt *mg, struct host *h)
 	bool changed = false;
 	json_t *doc = host_policy(mg, h, &changed);
 	if (changed)
-		host_changed(mg->srv, h, 0); /* the new version, written back */
+		registry_host_changed(mg->srv->reg, h, 0); /* the new version, written back */
 	return doc;
 }
 
@@ -433,7 +432,7 @@ mgmt_host_changed(struct mgmt *mg, struct host *h)
 {
 	bool changed = false;
 	json_decref(host_policy(mg, h, &changed));
-	host_changed(mg->srv, h, HC_REEVALUATE);
+	registry_host_changed(mg->srv->reg, h, HOST_REEVALUATE);
 	if (changed)
 		notify_host(mg, h);
 }
@@ -653,7 +652,7 @@ model_replace(struct mgmt *mg, struct model *m)
 		bool changed = false;
 		json_decref(host_policy(mg, h, &changed));
 		if (moved || changed || st.status != h->st.status || st.reasons != h->st.reasons)
-			host_changed(mg->srv, h, 0);
+			registry_host_changed(mg->srv->reg, h, 0);
 		if (changed)
 			notify_host(mg, h);
 	}

@@ -47,7 +47,7 @@ int mgmt_reload(struct mgmt *m, mgmt_done_fn done, void *arg, char *err, size_t 
 /* A sync arrived: records tags and the agent's applied policy, places a
  * never-placed host by the relocation rules once its posture is known, and
  * adds "policy" / "tasks" members to reply when the agent's hashes differ.
- * Tells no one: the caller calls host_changed() once, with HC_REEVALUATE
+ * Tells no one: the caller calls registry_host_changed() once, with HOST_REEVALUATE
  * when this returns true (a relocation rule moved the host to another
  * group, whose thresholds apply). */
 bool mgmt_on_sync(struct mgmt *m, struct host *h, const json_t *msg, json_t *reply);

@@ -9,7 +9,6 @@
 #include "db.h"
 #include "model/declare.h"
 #include "model/groups.h"
-#include "core/hostchange.h"
 #include "log.h"
 #include "store/mgmt_sql.h"
 #include "mgmt/mgmt_priv.h"
@@ -673,7 +672,7 @@ mgmt_relocate_all(struct mgmt *mg, bool force)
 			moved++;
 			mgmt_host_changed(mg, all[i]); /* status, document, write-back, NAC, once */
 		} else if (!was_placed) {
-			host_changed(mg->srv, all[i], 0); /* placed where it was */
+			registry_host_changed(mg->srv->reg, all[i], 0); /* placed where it was */
 		}
 	}
 	free(all);

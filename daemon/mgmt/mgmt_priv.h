@@ -88,8 +88,8 @@ struct mgmt {
 void mgmt_sel_facts(const struct mgmt *mg, const struct host *h, char *path, size_t plen,
     struct sel_host *f);
 /* Runs the relocation rules for h (and marks it placed); true when it
- * moved. Tells no one: the caller calls host_changed() once (moved: with
- * HC_REEVALUATE, or mgmt_host_changed()). */
+ * moved. Tells no one: the caller calls registry_host_changed() once (moved: with
+ * HOST_REEVALUATE, or mgmt_host_changed()). */
 bool mgmt_host_relocate(struct mgmt *mg, struct host *h);
 /* A host's group, local settings or placement changed: status, policy
  * document, write-back, and a sync push when connected. */

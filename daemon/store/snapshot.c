@@ -664,7 +664,7 @@ apply_read(struct snapshot *s, int rc, const char *err, int e)
 		h->wake_port = sh->wake_port;
 		h->posture = json_incref(sh->posture);
 		h->from_snapshot = true;
-		host_evaluate(h, mgmt_host_thresholds(srv, h), now);
+		host_evaluate(h, registry_thresholds(srv->reg, h), now);
 		if (registry_add_host(srv->reg, h) < 0) {
 			log_warnx("snapshot", "host %s (%s): name or uid taken; not served from the snapshot",
 			    sh->name, sh->uid);

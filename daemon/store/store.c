@@ -13,7 +13,6 @@
 #include "conf.h"
 #include "db.h"
 #include "fleet/fleet.h"
-#include "core/hostchange.h"
 #include "log.h"
 #include "mgmt/mgmt.h"
 #include "core/registry.h"
@@ -1709,7 +1708,7 @@ load_done(void *arg, int rc, const char *err)
 			 * learn the database's name and group either way */
 			if (newer)
 				merged++;
-			host_changed(srv, mem, newer ? 0 : HC_NO_STORE);
+			registry_host_changed(srv->reg, mem, newer ? 0 : HOST_STORED);
 			host_free(h);
 			continue;
 		}

@@ -545,6 +545,87 @@ test_token_hash(void **state)
 	assert_int_equal(strlen(h), 64);
 }
 
+/* ---- registry_host_changed: one writer, observers in a fixed order ---- */
+
+struct seen {
+	int who[16];
+	unsigned what[16];
+	struct host *h[16];
+	uint32_t reasons_seen[16];   /* the host's reasons when the observer ran */
+	size_t n;
+};
+static struct seen seen;
+
+static void
+observer(int who, struct host *h, unsigned what)
+{
+	assert_true(seen.n < 16);
+	seen.who[seen.n] = who;
+	seen.what[seen.n] = what;
+	seen.h[seen.n] = h;
+	seen.reasons_seen[seen.n] = h->st.reasons;
+	seen.n++;
+}
+static void obs_a(void *arg, struct host *h, unsigned what) { assert_ptr_equal(arg, &seen); observer(1, h, what); }
+static void obs_b(void *arg, struct host *h, unsigned what) { (void)arg; observer(2, h, what); }
+static void obs_c(void *arg, struct host *h, unsigned what) { (void)arg; observer(3, h, what); }
+
+static const struct status_thresholds *
+one_day(void *arg, const struct host *h)
+{
+	static struct status_thresholds t;
+	(void)arg;
+	status_defaults(&t);
+	t.not_connected_warning_days = 1;
+	return strcmp(h->name, "strict") == 0 ? &t : NULL;   /* NULL: the defaults */
+}
+
+static void
+test_host_changed_observers(void **state)
+{
+	struct registry *r = *state;
+	struct host *h = mkhost("00000000000000000000000000000001", "strict");
+	assert_int_equal(registry_add_host(r, h), 0);
+	h->last_seen = now_s() - 36 * 3600;     /* 1.5 days */
+	h->posture = json_pack("{s:[{s:s, s:b, s:b}]}", "antivirus", "name", "clamav", "installed", 1,
+	    "rtp", 1);
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(registry_observe(r, obs_a, &seen), 0);
+	assert_int_equal(registry_observe(r, obs_b, NULL), 0);
+	assert_int_equal(registry_observe(r, obs_c, NULL), 0);
+
+	/* without HOST_REEVALUATE the status is left as the caller set it */
+	registry_host_changed(r, h, HOST_STORED);
+	assert_int_equal(seen.n, 3);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(seen.who[i], (int)i + 1);   /* in the order of registration */
+		assert_int_equal(seen.what[i], HOST_STORED);
+		assert_ptr_equal(seen.h[i], h);
+		assert_false(seen.reasons_seen[i] & REASON_NOT_CONNECTED);
+	}
+	/* defaults (2 days): not yet "not connected"; evaluated before any
+	 * observer hears of it */
+	seen.n = 0;
+	registry_host_changed(r, h, HOST_REEVALUATE);
+	assert_false(h->st.reasons & REASON_NOT_CONNECTED);
+	/* the thresholds provider (main.c: the host's group) says 1 day */
+	registry_set_thresholds(r, one_day, NULL);
+	seen.n = 0;
+	registry_host_changed(r, h, HOST_REEVALUATE);
+	assert_int_equal(seen.n, 3);
+	assert_true(h->st.reasons & REASON_NOT_CONNECTED);
+	for (size_t i = 0; i < 3; i++)
+		assert_true(seen.reasons_seen[i] & REASON_NOT_CONNECTED);
+	assert_int_equal(registry_thresholds(r, h)->not_connected_warning_days, 1);
+	/* NULL host: nothing happens; the observer table is bounded */
+	seen.n = 0;
+	registry_host_changed(r, NULL, 0);
+	assert_int_equal(seen.n, 0);
+	for (int i = 3; i < REGISTRY_OBSERVERS_MAX; i++)
+		assert_int_equal(registry_observe(r, obs_c, NULL), 0);
+	assert_int_equal(registry_observe(r, obs_c, NULL), -1);
+}
+
 int
 main(void)
 {
@@ -563,6 +644,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_by_secret, setup, teardown),
 		cmocka_unit_test(test_token_hash),
+		cmocka_unit_test_setup_teardown(test_host_changed_observers, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 }
