@@ -384,6 +384,30 @@ watch_hosts(struct server *srv)
 		fatalx("main", "too many registry observers");
 }
 
+/* ---- what the administration model asks of the modules above it ---- */
+
+/* sync_now over a live connection, else a paced datagram (when the host
+ * ever told its wake port) */
+static void
+mgmt_notify(void *arg, struct host *h)
+{
+	struct server *srv = arg;
+	(void)wakeup_host_later(srv->wake, h);
+}
+
+static int
+mgmt_wake(void *arg, struct host *h)
+{
+	struct server *srv = arg;
+	return wakeup_host_later(srv->wake, h);
+}
+
+static void
+mgmt_groups_changed(void *arg)
+{
+	fleet_mark_dirty(arg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -474,6 +498,8 @@ main(int argc, char **argv)
 	srv->mgmt = mgmt_new(srv);
 	if (srv->reg == NULL || srv->store == NULL || srv->mgmt == NULL)
 		fatalx("main", "out of memory");
+	mgmt_set_hooks(srv->mgmt, &(struct mgmt_hooks){
+	    .notify = mgmt_notify, .wake = mgmt_wake, .groups_changed = mgmt_groups_changed, .arg = srv });
 	char snap_path[4096];
 	str_fmt(snap_path, sizeof(snap_path), "%s/%s", state, SNAPSHOT_FILE);
 	if ((srv->snap = snapshot_new(srv, snap_path, err, sizeof(err))) == NULL)

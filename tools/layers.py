@@ -49,10 +49,6 @@ ALLOWED = {
     # the fleet's scalars are read from the modules above it
     ("fleet/fleet.c", "agents/listener.h"): "scalars: listener_conn_count",
     ("fleet/fleet.c", "nacd/nac.h"): "scalars: NAC counters",
-    # mgmt pushes sync_now and wake-ups itself
-    ("mgmt/mgmt.c", "agents/listener.h"): "listener_push_sync",
-    ("mgmt/mgmt.c", "agents/wakeup.h"): "wakeup_queue",
-    ("mgmt/mgmt.c", "fleet/fleet.h"): "fleet_mark_dirty, outbreak",
 }
 
 

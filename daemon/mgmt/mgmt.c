@@ -11,9 +11,7 @@
 #include "conf.h"
 #include "db.h"
 #include "model/declare.h"
-#include "fleet/fleet.h"
 #include "model/groups.h"
-#include "agents/listener.h"
 #include "log.h"
 #include "store/mgmt_sql.h"
 #include "mgmt/mgmt_priv.h"
@@ -24,7 +22,6 @@
 #include "core/server.h"
 #include "store/store.h"
 #include "util.h"
-#include "agents/wakeup.h"
 
 /* ---- the model ---- */
 
@@ -417,14 +414,12 @@ mgmt_host_relocate(struct mgmt *mg, struct host *h)
 }
 
 /* The host's document changed: a connected agent is told to sync now,
- * another one gets a wake-up datagram (when it ever told us its port). */
+ * another one gets a wake-up datagram (main.c's hook). */
 static void
 notify_host(struct mgmt *mg, struct host *h)
 {
-	if (h->conn)
-		listener_push_sync(mg->srv->lis, h);
-	else if (h->wake_port > 0 && h->last_ip[0])
-		(void)wakeup_host_later(mg->srv->wake, h);
+	if (mg->hooks.notify)
+		mg->hooks.notify(mg->hooks.arg, h);
 }
 
 void
@@ -635,7 +630,8 @@ model_replace(struct mgmt *mg, struct model *m)
 	struct model *old = mg->m;
 	mg->m = m;
 	model_free(old);
-	fleet_mark_dirty(mg->srv); /* the SNMP group table follows the tree */
+	if (mg->hooks.groups_changed)
+		mg->hooks.groups_changed(mg->hooks.arg);
 	/* hosts in groups that are gone go to Unassigned; statuses follow the
 	 * thresholds; connected agents with a new document sync now */
 	size_t n;
@@ -678,7 +674,8 @@ change_done(void *arg, int rc, const char *err)
 				struct host **all = registry_hosts(mg->srv->reg, &n);
 				size_t unreachable = 0;
 				for (size_t k = 0; all && k < n; k++)
-					if (task_applies(mg, t, all[k]) && wakeup_host_later(mg->srv->wake, all[k]) < 0)
+					if (task_applies(mg, t, all[k]) &&
+					    (mg->hooks.wake == NULL || mg->hooks.wake(mg->hooks.arg, all[k]) < 0))
 						unreachable++;
 				free(all);
 				if (unreachable > 0)
@@ -935,6 +932,12 @@ mgmt_new(struct server *srv)
 	if (mg)
 		mg->srv = srv;
 	return mg;
+}
+
+void
+mgmt_set_hooks(struct mgmt *mg, const struct mgmt_hooks *hooks)
+{
+	mg->hooks = *hooks;
 }
 
 void

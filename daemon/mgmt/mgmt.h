@@ -32,6 +32,22 @@ struct policy_store;
 struct mgmt *mgmt_new(struct server *srv);
 void mgmt_free(struct mgmt *m);
 
+/* What the model asks of the modules above it; main.c fills it in (mgmt
+ * knows neither the listener nor the wake-ups nor the fleet). Every member
+ * may be NULL. */
+struct mgmt_hooks {
+	/* host h's policy document changed: a connected agent is told to sync
+	 * now, another one gets a paced wake-up datagram */
+	void (*notify)(void *arg, struct host *h);
+	/* a task was started by hand: wake host h (paced); -1 when it never
+	 * told its wake port (it starts the task at its next sync) */
+	int (*wake)(void *arg, struct host *h);
+	/* the group tree was rebuilt (the SNMP group table follows it) */
+	void (*groups_changed)(void *arg);
+	void *arg;
+};
+void mgmt_set_hooks(struct mgmt *m, const struct mgmt_hooks *hooks);
+
 /* The database is loaded (store.c calls this once hosts are in memory):
  * loads the management tables, then applies etc/custos.d. */
 void mgmt_db_loaded(struct mgmt *m);

@@ -74,6 +74,7 @@ struct model {
 
 struct mgmt {
 	struct server *srv;
+	struct mgmt_hooks hooks;  /* main.c's: notify, wake, groups_changed */
 	struct model *m;
 	struct declared *decl;    /* last applied declaration (for "declared in FILE") */
 	struct outbreak *ob;
