@@ -408,6 +408,46 @@ mgmt_groups_changed(void *arg)
 	fleet_mark_dirty(arg);
 }
 
+/* ---- what the store and the snapshot tell the modules above them ---- */
+
+static void
+store_threats_loaded(void *arg, int64_t now, const struct store_threat *t, size_t n)
+{
+	struct server *srv = arg;
+	struct fleet_seed *seed = calloc(n ? n : 1, sizeof(*seed));
+	if (seed == NULL) {
+		log_warnx("main", "out of memory handing the day's %zu threat(s) to the fleet; its "
+		    "24 h count starts empty", n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		str_copy(seed[i].uid, t[i].uid, sizeof(seed[i].uid));
+		seed[i].received = t[i].received;
+	}
+	fleet_seed_threats(srv->fleet, now, seed, n);
+	free(seed);
+}
+
+static void
+store_loaded(void *arg)
+{
+	struct server *srv = arg;
+	mgmt_db_loaded(srv->mgmt);
+}
+
+static void
+snapshot_served(void *arg, int64_t now)
+{
+	struct server *srv = arg;
+	nac_reevaluate(srv->nac, now);
+}
+
+static void
+hosts_reshaped(void *arg)
+{
+	fleet_mark_dirty(arg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -500,10 +540,14 @@ main(int argc, char **argv)
 		fatalx("main", "out of memory");
 	mgmt_set_hooks(srv->mgmt, &(struct mgmt_hooks){
 	    .notify = mgmt_notify, .wake = mgmt_wake, .groups_changed = mgmt_groups_changed, .arg = srv });
+	store_set_hooks(srv->store, &(struct store_hooks){
+	    .threats_loaded = store_threats_loaded, .loaded = store_loaded, .arg = srv });
 	char snap_path[4096];
 	str_fmt(snap_path, sizeof(snap_path), "%s/%s", state, SNAPSHOT_FILE);
 	if ((srv->snap = snapshot_new(srv, snap_path, err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
+	snapshot_set_hooks(srv->snap, &(struct snapshot_hooks){
+	    .served = snapshot_served, .hosts_reshaped = hosts_reshaped, .arg = srv });
 	struct fleet_params fp;
 	fleet_params_from(srv->cfg, &fp);
 	if ((srv->fleet = fleet_new(srv, &fp, err, sizeof(err))) == NULL)

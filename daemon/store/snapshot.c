@@ -13,10 +13,7 @@
 #include <unistd.h>
 #include <event2/event.h>
 
-#include "fleet/fleet.h"
 #include "log.h"
-#include "mgmt/mgmt.h"
-#include "nacd/nac.h"
 #include "core/registry.h"
 #include "core/server.h"
 #include "store/store.h"
@@ -387,6 +384,7 @@ out:
 
 struct snapshot {
 	struct server *srv;
+	struct snapshot_hooks hooks; /* main.c's: served, hosts_reshaped */
 	char path[4096];
 	struct event *tick, *done_ev;
 	bool dirty;               /* something changed since the last collection */
@@ -560,6 +558,12 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void read_end(struct snapshot *s, bool apply);
 
+void
+snapshot_set_hooks(struct snapshot *s, const struct snapshot_hooks *hooks)
+{
+	s->hooks = *hooks;
+}
+
 struct snapshot *
 snapshot_new(struct server *srv, const char *path, char *err, size_t errlen)
 {
@@ -681,8 +685,10 @@ apply_read(struct snapshot *s, int rc, const char *err, int e)
 	    "(%zu host(s), %zu administrator(s) from %s; nothing is written to the database until it "
 	    "is back)", when, s->why, added, d->nadmins, s->path);
 	snapshot_data_free(d);
-	nac_reevaluate(srv->nac, now);
-	fleet_mark_dirty(srv);
+	if (s->hooks.served)
+		s->hooks.served(s->hooks.arg, now);
+	if (s->hooks.hosts_reshaped)
+		s->hooks.hosts_reshaped(s->hooks.arg);
 }
 
 /* Parsing 100,000 hosts takes seconds: off the main loop, which keeps
@@ -811,7 +817,8 @@ snapshot_db_loaded(struct server *srv)
 		if (dropped || kept)
 			log_warnx("snapshot", "%zu host(s) of the snapshot are not in the database: %zu dropped, "
 			    "%zu kept in memory while their agents are connected", dropped + kept, dropped, kept);
-		fleet_mark_dirty(srv);
+		if (s->hooks.hosts_reshaped)
+			s->hooks.hosts_reshaped(s->hooks.arg);
 	}
 	s->serving = false;
 	s->dirty = s->soon = true;

@@ -86,6 +86,18 @@ struct snapshot;
 
 /* path: the file (server.state_dir/SNAPSHOT_FILE). NULL with err. */
 struct snapshot *snapshot_new(struct server *srv, const char *path, char *err, size_t errlen);
+
+/* What the snapshot tells the modules above it; main.c fills it in. Every
+ * member may be NULL. */
+struct snapshot_hooks {
+	/* its hosts are in the registry (serving from the snapshot): NAC
+	 * evaluates them all */
+	void (*served)(void *arg, int64_t now);
+	/* hosts came or went in bulk: the fleet rebuilds */
+	void (*hosts_reshaped)(void *arg);
+	void *arg;
+};
+void snapshot_set_hooks(struct snapshot *s, const struct snapshot_hooks *hooks);
 /* Waits for a write in flight, writes once more when something changed
  * (a clean stop), frees. */
 void snapshot_free(struct snapshot *s);

@@ -12,9 +12,7 @@
 #include "core/bounds.h"
 #include "conf.h"
 #include "db.h"
-#include "fleet/fleet.h"
 #include "log.h"
-#include "mgmt/mgmt.h"
 #include "core/registry.h"
 #include "core/server.h"
 #include "store/snapshot.h"
@@ -96,6 +94,7 @@ struct admin_cache {
 
 struct store {
 	struct server *srv;
+	struct store_hooks hooks; /* main.c's: threats_loaded, loaded */
 	struct batch *cur;        /* accumulating */
 	bool in_flight;           /* one batch committing at a time */
 	struct host **dirty;      /* hosts waiting for the next batch */
@@ -1292,7 +1291,7 @@ struct load {
 	char password_file[4096];
 	bool created_admin;
 	/* threats of the last day, for the fleet's 24 h count and outbreaks */
-	struct fleet_seed *threats;
+	struct store_threat *threats;
 	size_t nthreats, cap_threats;
 };
 
@@ -1539,9 +1538,9 @@ create_admin(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	return 0;
 }
 
-/* Threats received within the last day, newest first (fleet_seed_threats),
+/* Threats received within the last day, newest first (store_hooks.threats_loaded),
  * so that a restart keeps the 24 h count and the outbreak window. The time
- * index bounds the scan; FLEET_SEED_MAX bounds the memory. */
+ * index bounds the scan; STORE_THREATS_MAX bounds the memory. */
 static int
 load_threats(MYSQL *conn, struct load *l, char *err, size_t errlen)
 {
@@ -1557,7 +1556,7 @@ load_threats(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	/* agents' clocks may be off: time (indexed) with a day of slack */
 	str_fmt(sql, sizeof(sql), "SELECT event_uid, received FROM events WHERE kind = 'threat_found'"
 	    " AND time > %lld AND received > %lld ORDER BY id DESC LIMIT %d", since - 86400, since,
-	    FLEET_SEED_MAX);
+	    STORE_THREATS_MAX);
 	if ((rc = stmt_run(conn, sql, NULL, "load threats", &st, err, errlen)) != 0)
 		return rc;
 	memset(r, 0, sizeof(r));
@@ -1575,15 +1574,15 @@ load_threats(MYSQL *conn, struct load *l, char *err, size_t errlen)
 			    "starts with %zu", l->nthreats);
 			break;
 		}
-		struct fleet_seed *e = &l->threats[l->nthreats++];
+		struct store_threat *e = &l->threats[l->nthreats++];
 		copy_col(e->uid, sizeof(e->uid), uid, len[0]);
 		e->received = received;
 	}
 	rc = f == 1 ? db_stmt_fail(st, "fetch threats", err, errlen) : 0;
 	mysql_stmt_close(st);
-	if (l->nthreats == FLEET_SEED_MAX)
+	if (l->nthreats == STORE_THREATS_MAX)
 		log_warnx("store", "more than %d threats in the last 24 h: the count starts with the "
-		    "newest %d", FLEET_SEED_MAX, FLEET_SEED_MAX);
+		    "newest %d", STORE_THREATS_MAX, STORE_THREATS_MAX);
 	return rc;
 }
 
@@ -1727,14 +1726,16 @@ load_done(void *arg, int rc, const char *err)
 	l->admins = NULL;
 	if (l->created_admin)
 		log_info("store", "created administrator \"admin\"; its password is in %s", l->password_file);
-	fleet_seed_threats(srv->fleet, now, l->threats, l->nthreats);
+	if (st->hooks.threats_loaded)
+		st->hooks.threats_loaded(st->hooks.arg, now, l->threats, l->nthreats);
 	srv->loaded = true;
 	log_info("store", "loaded %zu host(s), %zu token(s) from the database%s", registry_host_count(srv->reg),
 	    l->ntokens, merged ? " (merged with hosts seen meanwhile)" : "");
 	load_free(l);
 	snapshot_db_loaded(srv);
 	store_apply_config_tokens(st);
-	mgmt_db_loaded(srv->mgmt);
+	if (st->hooks.loaded)
+		st->hooks.loaded(st->hooks.arg);
 }
 
 void
@@ -1808,6 +1809,12 @@ store_admins_seed(struct store *st, const struct snapshot_admin *a, size_t n)
 	free(st->admins);
 	st->admins = list;
 	st->nadmins = n;
+}
+
+void
+store_set_hooks(struct store *st, const struct store_hooks *hooks)
+{
+	st->hooks = *hooks;
 }
 
 struct store *

@@ -25,6 +25,27 @@ struct store;
 struct store *store_new(struct server *srv, size_t events_max, size_t batch_max);
 void store_free(struct store *st);
 
+/* A threat_found event of the last day, from the start-up load. */
+#define STORE_THREATS_MAX 200000
+struct store_threat {
+	char uid[33];             /* event id */
+	int64_t received;
+};
+
+/* What the store tells the modules above it; main.c fills it in (the
+ * store knows neither the fleet nor the model). Every member may be NULL. */
+struct store_hooks {
+	/* the start-up load is in the registry: the day's threats (newest
+	 * first, at most STORE_THREATS_MAX), for the 24 h count and the
+	 * outbreak window; t is valid during the call */
+	void (*threats_loaded)(void *arg, int64_t now, const struct store_threat *t, size_t n);
+	/* the load is complete (tokens applied, snapshot told): the
+	 * administration model loads next */
+	void (*loaded)(void *arg);
+	void *arg;
+};
+void store_set_hooks(struct store *st, const struct store_hooks *hooks);
+
 /* The database came up: loads hosts and tokens on the first call, applies
  * the configured tokens, creates the first administrator when none exists. */
 void store_db_up(struct store *st);
