@@ -448,6 +448,31 @@ hosts_reshaped(void *arg)
 	fleet_mark_dirty(arg);
 }
 
+/* ---- what the fleet reads from the modules above it ---- */
+
+/* nac_hosts[] is indexed by enum nac_token; CUSTOS-MIB numbers its objects
+ * custosNacHosts<Token> in that order, so the order may not change. */
+_Static_assert(FLEET_NAC_TOKENS == NAC_TOKENS && NAC_HEALTHY == 0 && NAC_CHECKUP == 1 &&
+    NAC_TRANSITION == 2 && NAC_QUARANTINE == 3 && NAC_INFECTED == 4 && NAC_UNKNOWN == 5,
+    "CUSTOS-MIB's custosNacHosts objects follow enum nac_token");
+
+static size_t
+fleet_agents_connected(void *arg)
+{
+	struct server *srv = arg;
+	return listener_conn_count(srv->lis);
+}
+
+static bool
+fleet_nac_counts(void *arg, uint64_t counts[FLEET_NAC_TOKENS])
+{
+	struct server *srv = arg;
+	if (srv->nac == NULL)
+		return false;
+	nac_token_counts(srv->nac, counts);
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -552,6 +577,8 @@ main(int argc, char **argv)
 	fleet_params_from(srv->cfg, &fp);
 	if ((srv->fleet = fleet_new(srv, &fp, err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
+	fleet_set_sources(srv->fleet, &(struct fleet_sources){
+	    .agents_connected = fleet_agents_connected, .nac_counts = fleet_nac_counts, .arg = srv });
 	if (start_db(&d, err, sizeof(err)) < 0)
 		fatalx("main", "%s", err);
 	if ((srv->lis = listener_start(srv, agent_conn_limit(srv->cfg), err, sizeof(err))) == NULL)

@@ -11,11 +11,9 @@
 #include <event2/event.h>
 
 #include "db.h"
-#include "agents/listener.h"
 #include "model/groups.h"
 #include "log.h"
 #include "mgmt/mgmt.h"
-#include "nacd/nac.h"
 #include "core/registry.h"
 #include "core/server.h"
 #include "core/status.h"
@@ -28,11 +26,6 @@
 #define CHANGED_MAX 8192          /* more changed hosts per update: rebuild all */
 #define FULL_REBUILD_SECONDS 300  /* safety net for changes nobody reported */
 
-/* nac_hosts[] is indexed by enum nac_token; CUSTOS-MIB numbers its objects
- * custosNacHosts<Token> in that order, so the order may not change. */
-_Static_assert(FLEET_NAC_TOKENS == NAC_TOKENS && NAC_HEALTHY == 0 && NAC_CHECKUP == 1 &&
-    NAC_TRANSITION == 2 && NAC_QUARANTINE == 3 && NAC_INFECTED == 4 && NAC_UNKNOWN == 5,
-    "CUSTOS-MIB's custosNacHosts objects follow enum nac_token");
 
 struct fleet_chunk {
 	int refs;                 /* atomic: snapshots sharing this chunk */
@@ -52,6 +45,7 @@ struct fleet {
 	struct server *srv;
 	struct event *timer;
 	struct fleet_params p;
+	struct fleet_sources src;  /* main.c's: agents connected, NAC counts */
 
 	pthread_mutex_t lock;     /* cur's reference count, the notice queue */
 	struct snap *cur;
@@ -847,7 +841,7 @@ read_scalars(struct fleet *f, struct fleet_snapshot *s, int64_t now)
 	struct server *srv = f->srv;
 	s->started = srv->started;
 	s->db_state = srv->db ? db_to_fleet((int)db_state(srv->db)) : f->db_state;
-	s->agents_connected = listener_conn_count(srv->lis);
+	s->agents_connected = f->src.agents_connected ? f->src.agents_connected(f->src.arg) : 0;
 	s->queue_events = srv->store ? store_pending_events(srv->store) : 0;
 	s->queue_hosts = srv->store ? store_pending_hosts(srv->store) : 0;
 	s->queue_jobs = srv->db ? db_queue_depth(srv->db) : 0;
@@ -856,11 +850,8 @@ read_scalars(struct fleet *f, struct fleet_snapshot *s, int64_t now)
 	s->outbreak_threats = threats_since(f, now, window_minutes(f));
 	s->outbreak = f->outbreak;
 	/* the NAC engine keeps its counts up to date: a copy, no walk */
-	s->nac_enabled = srv->nac != NULL;
-	if (srv->nac)
-		nac_token_counts(srv->nac, s->nac_hosts);
-	else
-		memset(s->nac_hosts, 0, sizeof(s->nac_hosts));
+	memset(s->nac_hosts, 0, sizeof(s->nac_hosts));
+	s->nac_enabled = f->src.nac_counts && f->src.nac_counts(f->src.arg, s->nac_hosts);
 }
 
 static bool
@@ -961,6 +952,12 @@ params_fix(struct fleet_params *p)
 		p->outbreak_window = 60;
 	if (p->notice_max < 16)
 		p->notice_max = 16;
+}
+
+void
+fleet_set_sources(struct fleet *f, const struct fleet_sources *src)
+{
+	f->src = *src;
 }
 
 struct fleet *

@@ -104,6 +104,17 @@ struct fleet *fleet_new(struct server *srv, const struct fleet_params *p, char *
 void fleet_free(struct fleet *f);
 void fleet_set_params(struct fleet *f, const struct fleet_params *p);
 
+/* Server-wide values the fleet reads at each update from modules above it
+ * (the agent listener, NAC); main.c fills it in. NULL members read as 0 and
+ * NAC off. Main thread. */
+struct fleet_sources {
+	size_t (*agents_connected)(void *arg);
+	/* false when NAC is off; else counts[] gets the hosts per token */
+	bool (*nac_counts)(void *arg, uint64_t counts[FLEET_NAC_TOKENS]);
+	void *arg;
+};
+void fleet_set_sources(struct fleet *f, const struct fleet_sources *src);
+
 /* ---- main thread: what changed ---- */
 
 /* One host changed (sync, status, last contact). NULL-safe on srv->fleet. */

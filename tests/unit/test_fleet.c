@@ -518,6 +518,17 @@ test_null_safe(void **state)
 
 /* ---- NAC: hosts per posture token ---- */
 
+/* main.c's source of the NAC counts */
+static bool
+nac_counts(void *arg, uint64_t counts[FLEET_NAC_TOKENS])
+{
+	struct fx *x = arg;
+	if (x->srv.nac == NULL)
+		return false;
+	nac_token_counts(x->srv.nac, counts);
+	return true;
+}
+
 static int
 nac_setup(void **state)
 {
@@ -538,6 +549,7 @@ nac_setup(void **state)
 		fprintf(stderr, "nac_setup: %s\n", err);
 		return -1;
 	}
+	fleet_set_sources(x->f, &(struct fleet_sources){ .nac_counts = nac_counts, .arg = x });
 	return 0;
 }
 
