@@ -442,6 +442,20 @@ snapshot_served(void *arg, int64_t now)
 	nac_reevaluate(srv->nac, now);
 }
 
+static size_t
+snapshot_admins_export(void *arg, struct snapshot_admin **out)
+{
+	struct server *srv = arg;
+	return store_admins_export(srv->store, out);
+}
+
+static void
+snapshot_admins_seed(void *arg, const struct snapshot_admin *a, size_t n)
+{
+	struct server *srv = arg;
+	store_admins_seed(srv->store, a, n);
+}
+
 static void
 hosts_reshaped(void *arg)
 {
@@ -572,7 +586,8 @@ main(int argc, char **argv)
 	if ((srv->snap = snapshot_new(srv, snap_path, err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
 	snapshot_set_hooks(srv->snap, &(struct snapshot_hooks){
-	    .served = snapshot_served, .hosts_reshaped = hosts_reshaped, .arg = srv });
+	    .served = snapshot_served, .hosts_reshaped = hosts_reshaped,
+	    .admins_export = snapshot_admins_export, .admins_seed = snapshot_admins_seed, .arg = srv });
 	struct fleet_params fp;
 	fleet_params_from(srv->cfg, &fp);
 	if ((srv->fleet = fleet_new(srv, &fp, err, sizeof(err))) == NULL)

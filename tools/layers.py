@@ -10,7 +10,8 @@ A -> B means a file of A includes B's header. Only daemon/ headers count
   tools/layers.py cycles   print every elementary cycle of the module graph
   tools/layers.py check    fail (exit 1) on an include that points up the
                            layers (LAYERS below), unless it is in ALLOWED,
-                           and on an ALLOWED entry that no longer exists
+                           on an ALLOWED entry that no longer exists, and
+                           on any cycle of the module graph
 """
 import os
 import re
@@ -196,6 +197,10 @@ def cmd_check():
         bad.append("ALLOWED in tools/layers.py lists %s -> %s, which is gone: remove it" % key)
     g = graph()
     cyc = cycles(g)
+    # modules of one folder may call each other, but never in a circle
+    for c in cyc:
+        bad.append("include cycle: %s; break it with a callback registered in main.c"
+                   % " -> ".join(c + [c[0]]))
     for line in bad:
         print("layers: " + line)
     print("layers: %d upward includes allowed for now, %d module cycles, %d problems"

@@ -16,7 +16,6 @@
 #include "log.h"
 #include "core/registry.h"
 #include "core/server.h"
-#include "store/store.h"
 #include "util.h"
 
 #define SNAPSHOT_FORMAT "custos-snapshot"
@@ -432,7 +431,7 @@ collect(struct snapshot *s, struct snapshot_data *d)
 	size_t n;
 	memset(d, 0, sizeof(*d));
 	d->time = now_s();
-	d->nadmins = store_admins_export(srv->store, &d->admins);
+	d->nadmins = s->hooks.admins_export ? s->hooks.admins_export(s->hooks.arg, &d->admins) : 0;
 	struct host **all = registry_hosts(srv->reg, &n);
 	if (all == NULL && n > 0)
 		return -1;
@@ -677,7 +676,8 @@ apply_read(struct snapshot *s, int rc, const char *err, int e)
 		}
 		added++;
 	}
-	store_admins_seed(srv->store, d->admins, d->nadmins);
+	if (s->hooks.admins_seed)
+		s->hooks.admins_seed(s->hooks.arg, d->admins, d->nadmins);
 	s->serving = true;
 	s->served_time = d->time;
 	time_iso(d->time, when);

@@ -95,6 +95,11 @@ struct snapshot_hooks {
 	void (*served)(void *arg, int64_t now);
 	/* hosts came or went in bulk: the fleet rebuilds */
 	void (*hosts_reshaped)(void *arg);
+	/* the administrators' credentials to write (a malloc'd copy in *out;
+	 * returns the count), and seeding them when serving from the snapshot
+	 * (the store's: the snapshot sits below it) */
+	size_t (*admins_export)(void *arg, struct snapshot_admin **out);
+	void (*admins_seed)(void *arg, const struct snapshot_admin *a, size_t n);
 	void *arg;
 };
 void snapshot_set_hooks(struct snapshot *s, const struct snapshot_hooks *hooks);
