@@ -80,6 +80,7 @@ struct listener {
 	size_t max_preauth_per_addr;
 	int handshake_timeout, idle_timeout, enroll_timeout, write_timeout;
 	struct hmap *preauth;      /* ip -> struct addr_count */
+	struct hmap *live;         /* host uid -> its newest connection (key: conn's uid) */
 	struct event *accept_resume;
 	struct ratelog log_limit, log_addr, log_preauth, log_stalled, log_accept, log_hs_timeout, log_hs_eof;
 	void (*push_lost)(void *arg, struct host *h);
@@ -327,9 +328,14 @@ conn_host(struct conn *c)
 	}
 	if (h == NULL)
 		return NULL;
-	if (h->conn && h->conn != c)
-		h->conn->host = NULL; /* a newer connection of the same agent wins */
-	h->conn = c;
+	struct conn *old = hmap_del(c->lis->live, c->uid);
+	if (old && old != c)
+		old->host = NULL; /* a newer connection of the same agent wins */
+	void *prev;
+	if (hmap_put(c->lis->live, c->uid, c, &prev) < 0)
+		log_warnx("agent", "%s: out of memory; sync requests for %s go by datagram", c->peer, h->name);
+	else
+		h->connected = true;
 	c->host = h;
 	return h;
 }
@@ -840,8 +846,9 @@ conn_close(struct conn *c)
 	preauth_release(c);
 	event_free(c->deadline);
 	c->deadline = NULL;
-	if (c->host && c->host->conn == c) {
-		c->host->conn = NULL;
+	if (c->host && hmap_get(l->live, c->uid) == c) {
+		hmap_del(l->live, c->uid);
+		c->host->connected = false;
 		/* an agent without a kept connection may have closed it with
 		 * our sync_now unread: ask again the other way (a datagram) */
 		if (c->sync_asked && !l->stopping && l->push_lost)
@@ -1012,6 +1019,7 @@ listener_free(struct listener *l)
 		hmap_foreach(l->preauth, free_value, NULL);
 		hmap_free(l->preauth);
 	}
+	hmap_free(l->live);
 	if (l->accept_resume)
 		event_free(l->accept_resume);
 	SSL_CTX_free(l->ctx);
@@ -1038,8 +1046,9 @@ listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 	l->enroll_timeout = (int)conf_int(srv->cfg, "listen.enroll_timeout");
 	l->write_timeout = (int)conf_int(srv->cfg, "listen.write_timeout");
 	l->preauth = hmap_new();
+	l->live = hmap_new();
 	l->accept_resume = evtimer_new(srv->base, accept_resume_cb, l);
-	if (l->preauth == NULL || l->accept_resume == NULL) {
+	if (l->preauth == NULL || l->live == NULL || l->accept_resume == NULL) {
 		str_fmt(err, errlen, "out of memory");
 		listener_free(l);
 		return NULL;
@@ -1096,11 +1105,11 @@ listener_conn_count(const struct listener *l)
 int
 listener_push_sync(struct listener *l, struct host *h)
 {
-	(void)l;
-	if (h->conn == NULL || h->conn->dead || h->conn->closing)
+	struct conn *c = l && h ? hmap_get(l->live, h->uid) : NULL;
+	if (c == NULL || c->dead || c->closing)
 		return -1;
-	conn_send(h->conn, json_pack("{s:s}", "type", "sync_now"));
-	h->conn->sync_asked = true;
+	conn_send(c, json_pack("{s:s}", "type", "sync_now"));
+	c->sync_asked = true;
 	return 0;
 }
 

@@ -103,7 +103,7 @@ api_host_json(struct api *a, const struct host *h)
 	    "status", status_name(h->st.status),
 	    "reasons", status_reasons_json(&h->st, &h->sin, now_s()),
 	    "last_seen", (json_int_t)h->last_seen, "enrolled_at", (json_int_t)h->enrolled_at,
-	    "ip", h->last_ip, "connected", h->conn != NULL,
+	    "ip", h->last_ip, "connected", h->connected,
 	    "os", json_object_get(os, "pretty_name"), "antivirus", av);
 	char group[GROUP_PATH_MAX] = "";        /* "" = Unassigned */
 	if (a->srv->mgmt)

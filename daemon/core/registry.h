@@ -12,8 +12,6 @@
 
 #include "core/status.h"
 
-struct conn;
-
 struct host {
 	uint64_t id;              /* database id (stable; 0 until stored) */
 	char uid[33];             /* CN of the agent certificate */
@@ -30,7 +28,8 @@ struct host {
 	                             it; NULL when the database has it already */
 	struct status_input sin;
 	struct status_result st;
-	struct conn *conn;        /* live agent connection or NULL */
+	bool connected;           /* an agent connection is live (the listener
+	                             keeps the connection itself) */
 	bool dirty;               /* waiting in the next write batch */
 	bool from_snapshot;       /* read from the local snapshot (snapshot.h),
 	                             not (yet) from the database */

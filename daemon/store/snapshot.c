@@ -801,7 +801,7 @@ snapshot_db_loaded(struct server *srv)
 		/* in the snapshot, not in the database (deleted, or an older
 		 * database restored) */
 		h->from_snapshot = false;
-		if (h->conn == NULL && !h->dirty) {
+		if (!h->connected && !h->dirty) {
 			registry_remove_host(srv->reg, h);
 			dropped++;
 		} else {
