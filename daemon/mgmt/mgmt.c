@@ -655,6 +655,14 @@ model_replace(struct mgmt *mg, struct model *m)
 	free(all);
 }
 
+void
+mgmt_tables_loaded(struct mgmt *mg, json_t *tables)
+{
+	struct model *m = model_build(mg, tables);
+	if (m)
+		model_replace(mg, m);
+}
+
 static void
 change_done(void *arg, int rc, const char *err)
 {
@@ -662,9 +670,7 @@ change_done(void *arg, int rc, const char *err)
 	struct mgmt *mg = c->mg;
 	mg->busy = false;
 	if (rc == 0) {
-		struct model *m = model_build(mg, c->job.tables);
-		if (m)
-			model_replace(mg, m);
+		mgmt_tables_loaded(mg, c->job.tables);
 		if (c->wake_task) {
 			for (size_t i = 0; i < mg->m->ntasks; i++) {
 				struct mtask *t = &mg->m->tasks[i];

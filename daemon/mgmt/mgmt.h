@@ -48,6 +48,15 @@ struct mgmt_hooks {
 };
 void mgmt_set_hooks(struct mgmt *m, const struct mgmt_hooks *hooks);
 
+/* The management tables as the DB thread read them back after a change
+ * (store/mgmt_sql.h: {"groups": [[id, name, parent_id, source]],
+ * "policies", "rules", "tasks", "selections", "thresholds"}): the model is
+ * rebuilt from them; hosts of groups that are gone go to Unassigned, every
+ * host whose status, group or policy document changed goes through
+ * registry_host_changed once, and hooks.notify reaches those whose
+ * document changed. The completion of every change calls it; tests too. */
+void mgmt_tables_loaded(struct mgmt *m, json_t *tables);
+
 /* The database is loaded (store.c calls this once hosts are in memory):
  * loads the management tables, then applies etc/custos.d. */
 void mgmt_db_loaded(struct mgmt *m);
