@@ -1,4 +1,4 @@
-/* mgmt_db.c — the SQL of administration objects (DB thread side of mgmt.c).
+/* mgmt_sql.c — the SQL of administration objects (DB thread side of mgmt.c).
  *
  * A change is a list of operations (JSON objects built on the main thread)
  * run in one transaction; afterwards every management table is read back

@@ -1,4 +1,4 @@
-/* mgmt_db.h — DB-thread work functions of mgmt.c (see mgmt_db.c). */
+/* mgmt_sql.h — DB-thread work functions of mgmt.c (see mgmt_sql.c). */
 #ifndef CUSTOS_MGMT_DB_H
 #define CUSTOS_MGMT_DB_H
 
