@@ -52,10 +52,10 @@ static int
 load_hosts(MYSQL *conn, struct load *l, char *err, size_t errlen)
 {
 	MYSQL_STMT *st;
-	int rc = stmt_run(conn, "SELECT id, uid, name, hostname, cert_serial, enrolled_at, last_seen,"
+	int rc = sql_run(conn, "SELECT id, uid, name, hostname, cert_serial, enrolled_at, last_seen,"
 	    " last_ip, wake_port, posture_time, IFNULL(posture, ''), group_id, placed,"
 	    " policy_version, policy_hash, policy_applied_version, IFNULL(policy_errors, ''),"
-	    " IFNULL(local_settings, ''), tags FROM hosts", NULL,
+	    " IFNULL(local_settings, ''), tags FROM hosts", json_array(),
 	    "load hosts", &st, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -137,8 +137,8 @@ static int
 load_tokens(MYSQL *conn, struct load *l, char *err, size_t errlen)
 {
 	MYSQL_STMT *st;
-	int rc = stmt_run(conn, "SELECT name, secret_hash, expires_at, max_uses, uses, source,"
-	    " created_at FROM enroll_tokens", NULL, "load tokens", &st, err, errlen);
+	int rc = sql_run(conn, "SELECT name, secret_hash, expires_at, max_uses, uses, source,"
+	    " created_at FROM enroll_tokens", json_array(), "load tokens", &st, err, errlen);
 	if (rc != 0)
 		return rc;
 	struct token t;
@@ -194,7 +194,7 @@ static int
 load_admins(MYSQL *conn, struct load *l, char *err, size_t errlen)
 {
 	MYSQL_STMT *st;
-	int rc = stmt_run(conn, "SELECT name, pw_hash, salt, iterations FROM admins", NULL,
+	int rc = sql_run(conn, "SELECT name, pw_hash, salt, iterations FROM admins", json_array(),
 	    "load administrators", &st, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -253,15 +253,9 @@ create_admin(MYSQL *conn, struct load *l, char *err, size_t errlen)
 		return -1;
 	}
 	int64_t now = now_s();
-	MYSQL_BIND b[5];
-	memset(b, 0, sizeof(b));
-	BIND_STR(b[0], a.name);
-	BIND_STR(b[1], a.pw_hash);
-	BIND_STR(b[2], a.salt);
-	BIND_I32(b[3], &a.iterations);
-	BIND_I64(b[4], &now);
-	int rc = stmt_run(conn, "INSERT INTO admins (name, pw_hash, salt, iterations, created_at)"
-	    " VALUES (?, ?, ?, ?, ?)", b, "create administrator", NULL, err, errlen);
+	int rc = sql_run(conn, "INSERT INTO admins (name, pw_hash, salt, iterations, created_at)"
+	    " VALUES (?, ?, ?, ?, ?)", json_pack("[s,s,s,i,I]", a.name, a.pw_hash, a.salt, a.iterations,
+	    (json_int_t)now), "create administrator", NULL, err, errlen);
 	if (rc != 0)
 		return rc;
 	if (array_grow((void **)&l->admins, &l->cap_admins, l->nadmins + 1, sizeof(*l->admins)) < 0)
@@ -290,7 +284,7 @@ load_threats(MYSQL *conn, struct load *l, char *err, size_t errlen)
 	str_fmt(sql, sizeof(sql), "SELECT event_uid, received FROM events WHERE kind = 'threat_found'"
 	    " AND time > %lld AND received > %lld ORDER BY id DESC LIMIT %d", since - 86400, since,
 	    STORE_THREATS_MAX);
-	if ((rc = stmt_run(conn, sql, NULL, "load threats", &st, err, errlen)) != 0)
+	if ((rc = sql_run(conn, sql, json_array(), "load threats", &st, err, errlen)) != 0)
 		return rc;
 	memset(r, 0, sizeof(r));
 	r[0].buffer_type = MYSQL_TYPE_STRING; r[0].buffer = uid; r[0].buffer_length = sizeof(uid);

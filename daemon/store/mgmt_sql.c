@@ -12,6 +12,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "store/store_priv.h"
 #include "util.h"
 
 #define TEXT_MAX (16u * 1024 * 1024)
@@ -23,37 +24,10 @@
 static int
 q(MYSQL *conn, const char *sql, json_t *params, json_t **rows, char *err, size_t errlen)
 {
-	size_t np = json_array_size(params);
-	MYSQL_STMT *st = mysql_stmt_init(conn);
-	MYSQL_BIND *pb = calloc(np ? np : 1, sizeof(MYSQL_BIND));
-	long long *ints = calloc(np ? np : 1, sizeof(long long));
-	int rc = -1;
-	if (st == NULL || pb == NULL || ints == NULL || params == NULL) {
-		str_fmt(err, errlen, "out of memory or a missing value in a management query");
-		goto out;
-	}
-	for (size_t i = 0; i < np; i++) {
-		json_t *v = json_array_get(params, i);
-		if (json_is_integer(v) || json_is_boolean(v)) {
-			ints[i] = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
-			pb[i].buffer_type = MYSQL_TYPE_LONGLONG;
-			pb[i].buffer = &ints[i];
-		} else if (json_is_string(v)) {
-			pb[i].buffer_type = MYSQL_TYPE_STRING;
-			pb[i].buffer = (char *)json_string_value(v);
-			pb[i].buffer_length = (unsigned long)json_string_length(v);
-		} else {
-			pb[i].buffer_type = MYSQL_TYPE_NULL;
-		}
-	}
-	if (mysql_stmt_prepare(st, sql, strlen(sql)) || (np && mysql_stmt_bind_param(st, pb)) ||
-	    mysql_stmt_execute(st)) {
-		rc = db_stmt_fail(st, "management query", err, errlen);
-		goto out;
-	}
-	rc = 0;
-	if (rows == NULL)
-		goto out;
+	MYSQL_STMT *st = NULL;
+	int rc = sql_run(conn, sql, params, "management query", rows ? &st : NULL, err, errlen);
+	if (rc != 0 || rows == NULL)
+		return rc;
 	MYSQL_RES *meta = mysql_stmt_result_metadata(st);
 	unsigned int nc = meta ? mysql_num_fields(meta) : 0;
 	MYSQL_FIELD *fields = meta ? mysql_fetch_fields(meta) : NULL;
@@ -105,12 +79,7 @@ q(MYSQL *conn, const char *sql, json_t *params, json_t **rows, char *err, size_t
 	free(isnull);
 	if (meta)
 		mysql_free_result(meta);
-out:
-	if (st)
-		mysql_stmt_close(st);
-	free(pb);
-	free(ints);
-	json_decref(params);
+	mysql_stmt_close(st);
 	return rc;
 }
 

@@ -27,16 +27,11 @@ events_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	long long limit = (long long)j->limit;
 	MYSQL_STMT *st;
 	int rc;
-	MYSQL_BIND p[4];
-	memset(p, 0, sizeof(p));
-	BIND_I64(p[0], &j->since);
-	BIND_STR(p[1], j->host_name);
-	BIND_STR(p[2], j->host_name);
-	BIND_I64(p[3], &limit);
-	rc = stmt_run(conn,
+	rc = sql_run(conn,
 	    "SELECT e.id, h.name, e.event_uid, e.time, e.received, e.severity, e.kind, e.message,"
 	    " IFNULL(e.data, '') FROM events e JOIN hosts h ON h.id = e.host_id"
-	    " WHERE e.time >= ? AND (? = '' OR h.name = ?) ORDER BY e.id DESC LIMIT ?", p,
+	    " WHERE e.time >= ? AND (? = '' OR h.name = ?) ORDER BY e.id DESC LIMIT ?",
+	    json_pack("[I,s,s,I]", (json_int_t)j->since, j->host_name, j->host_name, (json_int_t)limit),
 	    "query events", &st, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -127,14 +122,11 @@ software_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	long long ptime = 0;
 	unsigned long len[2] = { 0, 0 };
 	MYSQL_STMT *st;
-	MYSQL_BIND p[1], r[2];
+	MYSQL_BIND r[2];
 	int rc, f;
 
-	memset(p, 0, sizeof(p));
-	p[0].buffer_type = MYSQL_TYPE_LONGLONG;
-	p[0].buffer = &id;
-	p[0].is_unsigned = 1;
-	rc = stmt_run(conn, "SELECT posture_time, IFNULL(posture, '') FROM hosts WHERE id = ?", p,
+	rc = sql_run(conn, "SELECT posture_time, IFNULL(posture, '') FROM hosts WHERE id = ?",
+	    json_pack("[I]", (json_int_t)id),
 	    "query software", &st, err, errlen);
 	if (rc != 0)
 		return rc;

@@ -18,23 +18,55 @@
 #include "util.h"
 
 int
-stmt_run(MYSQL *conn, const char *sql, MYSQL_BIND *bind, const char *what, MYSQL_STMT **out,
+sql_run(MYSQL *conn, const char *sql, json_t *params, const char *what, MYSQL_STMT **out,
     char *err, size_t errlen)
 {
-	MYSQL_STMT *st = mysql_stmt_init(conn);
-	if (st == NULL)
-		return db_conn_fail(conn, what, err, errlen);
-	if (mysql_stmt_prepare(st, sql, strlen(sql)) || (bind && mysql_stmt_bind_param(st, bind)) ||
-	    mysql_stmt_execute(st)) {
-		int rc = db_stmt_fail(st, what, err, errlen);
-		mysql_stmt_close(st);
-		return rc;
+	size_t np = json_array_size(params);
+	MYSQL_BIND *pb = calloc(np ? np : 1, sizeof(MYSQL_BIND));
+	long long *ints = calloc(np ? np : 1, sizeof(long long));
+	MYSQL_STMT *st = NULL;
+	int rc = -1;
+	if (params == NULL || pb == NULL || ints == NULL) {
+		/* NULL params: a json_pack that failed (out of memory, or a NULL
+		 * string where a value was expected) */
+		str_fmt(err, errlen, "%s: out of memory or a missing value", what);
+		goto out;
 	}
-	if (out)
+	for (size_t i = 0; i < np; i++) {
+		json_t *v = json_array_get(params, i);
+		if (json_is_integer(v) || json_is_boolean(v)) {
+			ints[i] = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+			pb[i].buffer_type = MYSQL_TYPE_LONGLONG;
+			pb[i].buffer = &ints[i];
+		} else if (json_is_string(v)) {
+			pb[i].buffer_type = MYSQL_TYPE_STRING;
+			pb[i].buffer = (char *)json_string_value(v);
+			pb[i].buffer_length = (unsigned long)json_string_length(v);
+		} else {
+			pb[i].buffer_type = MYSQL_TYPE_NULL;
+		}
+	}
+	if ((st = mysql_stmt_init(conn)) == NULL) {
+		rc = db_conn_fail(conn, what, err, errlen);
+		goto out;
+	}
+	if (mysql_stmt_prepare(st, sql, strlen(sql)) || (np && mysql_stmt_bind_param(st, pb)) ||
+	    mysql_stmt_execute(st)) {
+		rc = db_stmt_fail(st, what, err, errlen);
+		goto out;
+	}
+	rc = 0;
+	if (out) {
 		*out = st;
-	else
+		st = NULL;
+	}
+out:
+	if (st)
 		mysql_stmt_close(st);
-	return 0;
+	free(pb);
+	free(ints);
+	json_decref(params);
+	return rc;
 }
 
 

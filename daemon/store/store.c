@@ -274,24 +274,16 @@ enroll_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 	int rc;
 	if ((rc = db_exec(conn, "BEGIN", err, errlen)) != 0)
 		return rc;
-	MYSQL_BIND b[5];
-	memset(b, 0, sizeof(b));
-	BIND_STR(b[0], h->uid);
-	BIND_STR(b[1], h->name);
-	BIND_STR(b[2], h->hostname);
-	BIND_STR(b[3], h->cert_serial);
-	BIND_I64(b[4], &h->enrolled_at);
 	MYSQL_STMT *st;
-	rc = stmt_run(conn, "INSERT INTO hosts (uid, name, hostname, cert_serial, enrolled_at)"
-	    " VALUES (?, ?, ?, ?, ?)", b, "insert host", &st, err, errlen);
+	rc = sql_run(conn, "INSERT INTO hosts (uid, name, hostname, cert_serial, enrolled_at)"
+	    " VALUES (?, ?, ?, ?, ?)", json_pack("[s,s,s,s,I]", h->uid, h->name, h->hostname,
+	    h->cert_serial, (json_int_t)h->enrolled_at), "insert host", &st, err, errlen);
 	if (rc != 0)
 		return rc;
 	h->id = mysql_stmt_insert_id(st);
 	mysql_stmt_close(st);
-	memset(b, 0, sizeof(b));
-	BIND_STR(b[0], j->name);
-	if ((rc = stmt_run(conn, "UPDATE enroll_tokens SET uses = uses + 1 WHERE name = ?", b,
-	    "count token use", NULL, err, errlen)) != 0)
+	if ((rc = sql_run(conn, "UPDATE enroll_tokens SET uses = uses + 1 WHERE name = ?",
+	    json_pack("[s]", j->name), "count token use", NULL, err, errlen)) != 0)
 		return rc;
 	return db_exec(conn, "COMMIT", err, errlen);
 }
@@ -315,20 +307,14 @@ static int
 token_put_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 {
 	struct job *j = arg;
-	MYSQL_BIND b[7];
-	memset(b, 0, sizeof(b));
-	BIND_STR(b[0], j->tok.name);
-	BIND_STR(b[1], j->tok.secret_hash);
-	BIND_I64(b[2], &j->tok.expires_at);
-	BIND_I32(b[3], &j->tok.max_uses);
-	BIND_I32(b[4], &j->tok.uses);
-	BIND_STR(b[5], j->tok.source);
-	BIND_I64(b[6], &j->tok.created_at);
+	json_t *p = json_pack("[s,s,I,i,i,s,I]", j->tok.name, j->tok.secret_hash,
+	    (json_int_t)j->tok.expires_at, j->tok.max_uses, j->tok.uses, j->tok.source,
+	    (json_int_t)j->tok.created_at);
 	/* uses is only set on insert: a running count is never reset by a reload */
-	return stmt_run(conn, "INSERT INTO enroll_tokens (name, secret_hash, expires_at, max_uses, uses,"
+	return sql_run(conn, "INSERT INTO enroll_tokens (name, secret_hash, expires_at, max_uses, uses,"
 	    " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
 	    " secret_hash=VALUES(secret_hash), expires_at=VALUES(expires_at),"
-	    " max_uses=VALUES(max_uses), source=VALUES(source)", b, "store token", NULL, err, errlen);
+	    " max_uses=VALUES(max_uses), source=VALUES(source)", p, "store token", NULL, err, errlen);
 }
 
 int
@@ -349,10 +335,8 @@ static int
 token_del_work(MYSQL *conn, void *arg, char *err, size_t errlen)
 {
 	struct job *j = arg;
-	MYSQL_BIND b[1];
-	memset(b, 0, sizeof(b));
-	BIND_STR(b[0], j->name);
-	return stmt_run(conn, "DELETE FROM enroll_tokens WHERE name = ?", b, "delete token", NULL,
+	return sql_run(conn, "DELETE FROM enroll_tokens WHERE name = ?", json_pack("[s]", j->name),
+	    "delete token", NULL,
 	    err, errlen);
 }
 

@@ -136,14 +136,15 @@ int batch_work(MYSQL *conn, void *arg, char *err, size_t errlen);
 
 /* ---- sql.c: statement helpers (DB thread) ---- */
 
-/* Prepares sql, binds bind (may be NULL) and executes; *out gets the
- * statement (caller closes) or is closed on failure. */
-int stmt_run(MYSQL *conn, const char *sql, MYSQL_BIND *bind, const char *what, MYSQL_STMT **out,
+/* The one way a statement of the store gets its parameters: sql is
+ * prepared, params (a JSON array, stolen; json_array() for none; NULL,
+ * from a failed json_pack, is an error) bound in order
+ * (integers and booleans as BIGINT, strings as text, null as NULL) and
+ * executed. *out (when out is not NULL) gets the statement for its
+ * results; the caller closes it. The array-bound statements of the write
+ * batch (batch.c) bind whole columns instead. */
+int sql_run(MYSQL *conn, const char *sql, json_t *params, const char *what, MYSQL_STMT **out,
     char *err, size_t errlen);
-#define BIND_STR(b, s) do { (b).buffer_type = MYSQL_TYPE_STRING; (b).buffer = (char *)(s); \
-	(b).buffer_length = (unsigned long)strlen(s); } while (0)
-#define BIND_I64(b, v) do { (b).buffer_type = MYSQL_TYPE_LONGLONG; (b).buffer = (v); } while (0)
-#define BIND_I32(b, v) do { (b).buffer_type = MYSQL_TYPE_LONG; (b).buffer = (v); } while (0)
 /* A JSON column of the current row (NULL when NULL or not JSON). */
 json_t *fetch_json(MYSQL_STMT *st, unsigned int col, unsigned long len);
 /* A string column into a fixed buffer, cut to fit. */
