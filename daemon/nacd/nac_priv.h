@@ -8,7 +8,55 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
 #include "nacd/nac.h"
+
+struct hmap;
+struct event;
+struct evconnlistener;
+struct nac_conn;
+
+/* The engine (nac.c) and its query socket (socket.c). */
+struct nac {
+	struct server *srv;
+	struct nac_policy *pol;
+	struct hmap *entries;         /* uid -> entry */
+	struct hmap *by_mac, *by_ip;  /* key -> struct nac_key */
+	uint64_t counts[NAC_TOKENS];
+	uint32_t gen;
+	bool last_loaded;
+	nac_worsened_fn *worsened;
+	void *worsened_arg;
+	struct nac_stats stats;
+	/* the query socket */
+	struct evconnlistener *evl;
+	struct event *tick;
+	struct nac_conn *conns;
+	size_t max_conns;
+	int64_t last_limit_log;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t sock_dev;
+	ino_t sock_ino;
+	bool own_socket;
+};
+
+/* A bounded writer of JSON text, the same text json_dumps(JSON_COMPACT)
+ * gives. */
+struct jw {
+	char *buf;
+	size_t cap, len;
+	bool overflow;
+};
+#define REPLY_MAX 16384
+
+/* Answers one request line into w (nac.c). */
+void answer_line(struct nac *n, char *line, size_t len, int64_t now, struct jw *w);
+/* socket.c: opens nac.socket on the main loop; closes one connection. */
+int nac_socket_open(struct nac *n, char *err, size_t errlen);
+void nac_conn_close(struct nac_conn *c);
 
 /* rank for "worst wins" (see nac.h), by enum nac_token */
 extern const int nac_token_rank[NAC_TOKENS];
