@@ -643,11 +643,14 @@ main(int argc, char **argv)
 	srv->snap = NULL;
 	db_stop(srv->db, 5000);
 	srv->db = NULL;
+	/* events still waiting for a commit are answered (nack) while their
+	 * connections and the listener still exist */
+	store_free(srv->store);
+	srv->store = NULL;
 	listener_stop(srv->lis);
 	nac_free(srv->nac);
 	coa_free(srv->coa);
 	wakeup_free(srv->wake);
-	store_free(srv->store);
 	mgmt_free(srv->mgmt);
 	if (fleet_free_ok)
 		fleet_free(srv->fleet);

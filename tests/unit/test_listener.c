@@ -140,8 +140,8 @@ teardown(void **state)
 {
 	struct fx *x = *state;
 	struct server *srv = &x->srv;
+	store_free(srv->store);         /* as main.c: waiting events answered first */
 	listener_stop(srv->lis);
-	store_free(srv->store);
 	mgmt_free(srv->mgmt);
 	registry_free(srv->reg);
 	conf_free(srv->cfg);
