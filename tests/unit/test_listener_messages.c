@@ -1,4 +1,4 @@
-/* test_listener.c — the agent listener's message handling
+/* test_listener_messages.c — the agent listener's message handling
  * (daemon/agents/listener.c), built alone: a struct server with only the
  * registry (a fake observer counts "a host changed"), a store and a model
  * without a database, and a real TLS client on loopback that speaks the
