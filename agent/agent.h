@@ -43,7 +43,12 @@ struct agent {
 	bool want_sync;           /* a sync is due on the next connection */
 	bool sync_inflight;
 	json_t *inflight;         /* event ids sent, waiting for ack/nack */
-	size_t server_max_frame;  /* the server's listen.max_frame (sync_ok), 0 unknown */
+	size_t server_max_frame;  /* the server's listen.max_frame (this connection's
+	                             sync_ok), 0 unknown */
+	bool frame_known;         /* this connection's sync_ok or pong came (or
+	                             the sync failed): events may go, and an event
+	                             larger than agent_max_frame() may be set aside */
+	bool ping_inflight;       /* a ping asking for the limit, before events */
 	int backoff_ms;
 	int64_t sync_interval;
 	int64_t last_report;      /* last immediate sync reporting an applied policy */

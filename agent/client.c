@@ -43,7 +43,8 @@ keep_connection(const struct agent *a)
 }
 
 /* The largest message both sides accept: agent.max_frame, or less when the
- * server said in sync_ok that its listen.max_frame is smaller. */
+ * server said in this connection's sync_ok that its listen.max_frame is
+ * smaller (a server restarted with another limit says so again). */
 static size_t
 agent_max_frame(const struct agent *a)
 {
@@ -81,6 +82,10 @@ agent_disconnect(struct agent *a)
 		a->bev = NULL;
 	}
 	a->connected = a->connecting = false;
+	/* the next server may take more or less: learnt again from its
+	 * sync_ok or pong */
+	a->server_max_frame = 0;
+	a->frame_known = a->ping_inflight = false;
 	if (a->sync_inflight) {
 		a->sync_inflight = false;
 		a->want_sync = true;
@@ -122,7 +127,7 @@ agent_retry_later(struct agent *a)
 static void
 agent_maybe_close(struct agent *a)
 {
-	if (keep_connection(a) || a->sync_inflight || a->inflight || a->want_sync)
+	if (keep_connection(a) || a->sync_inflight || a->inflight || a->want_sync || a->ping_inflight)
 		return;
 	if (evq_count(a->q) > 0)
 		return;
@@ -174,8 +179,10 @@ agent_send_sync(struct agent *a)
 	    "agent_version", AGENT_VERSION, "queue_dropped", (json_int_t)evq_dropped(a->q),
 	    "queue_oversized", (json_int_t)evq_oversized(a->q),
 	    "wake_dropped", (json_int_t)a->wake_dropped, "policy", policy_apply_report(a),
-	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a))) < 0)
+	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a))) < 0) {
 		a->sync_inflight = false; /* logged; the sync timer tries again */
+		a->frame_known = true;    /* events go within agent.max_frame */
+	}
 }
 
 /* sync_ok carries the policy document and the task list when they changed. */
@@ -196,9 +203,19 @@ agent_send_events(struct agent *a)
 {
 	if (!a->connected || a->inflight)
 		return;
-	/* the first sync_ok says how large a message the server takes */
-	if (a->server_max_frame == 0 && a->sync_inflight)
+	/* this connection's sync_ok (or pong, when no sync is due) says how
+	 * large a message the server takes (it may have restarted with another
+	 * listen.max_frame): no event goes, and none is set aside as too large,
+	 * before it came or the sync failed */
+	if (!a->frame_known) {
+		if (!a->sync_inflight && !a->ping_inflight && evq_count(a->q) > 0) {
+			if (agent_send(a, json_pack("{s:s}", "type", "ping")) == 0)
+				a->ping_inflight = true;
+			else
+				a->frame_known = true;	/* logged: agent.max_frame */
+		}
 		return;
+	}
 	/* a batch fills one message at most; an event larger than that is
 	 * set aside by the queue and reported instead */
 	size_t max = agent_max_frame(a);
@@ -222,6 +239,17 @@ agent_send_events(struct agent *a)
 	a->inflight = ids;
 }
 
+static bool
+was_inflight(const struct agent *a, const char *id)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(a->inflight, i, v)
+		if (id && json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+			return true;
+	return false;
+}
+
 static void
 handle_ack(struct agent *a, json_t *msg)
 {
@@ -236,14 +264,23 @@ handle_ack(struct agent *a, json_t *msg)
 	free(list);
 	a->events_acked += removed;
 	log_debug("client", "server committed %zu event(s)", removed);
-	/* events the server refused would be refused again: set them aside */
+	/* events the server refused would be refused again: set them aside;
+	 * one that cannot be moved (rejected/ unwritable, disk full) is held
+	 * out of the batches until the agent restarts, not sent again at once */
 	size_t i;
 	json_t *r;
 	json_array_foreach(json_object_get(msg, "refused"), i, r) {
 		char why[512];
+		const char *id = json_string_value(json_object_get(r, "id"));
+		if (!was_inflight(a, id) || evq_is_held(a->q, id))
+			continue;
 		str_fmt(why, sizeof(why), "the server refused it (%s)",
 		    json_string_value(json_object_get(r, "reason")) ?: "no reason given");
-		evq_reject_id(a->q, json_string_value(json_object_get(r, "id")), why);
+		if (evq_reject_id(a->q, id, why) < 0) {
+			evq_hold(a->q, id);
+			log_warnx("client", "event %s: %s, and it cannot be set aside; left in the "
+			    "spool, not sent again until the agent restarts", id, why);
+		}
 	}
 	json_decref(a->inflight);
 	a->inflight = NULL;
@@ -262,6 +299,7 @@ handle_message(struct agent *a, json_t *msg)
 		a->sync_inflight = false;
 		if (frame >= 1024)
 			a->server_max_frame = (size_t)frame;
+		a->frame_known = true;
 		a->syncs_ok++;
 		a->backoff_ms = BACKOFF_MIN_MS;
 		if (next > 0)
@@ -300,6 +338,16 @@ handle_message(struct agent *a, json_t *msg)
 				schedule(a->sync_timer, due * 1000);
 			}
 		}
+	} else if (strcmp(type, "pong") == 0) {
+		/* a server that names no limit: agent.max_frame */
+		json_int_t frame = json_integer_value(json_object_get(msg, "max_frame"));
+		a->ping_inflight = false;
+		if (!a->frame_known) {
+			if (frame >= 1024)
+				a->server_max_frame = (size_t)frame;
+			a->frame_known = true;
+			agent_send_events(a);
+		}
 	} else if (strcmp(type, "ack") == 0) {
 		handle_ack(a, msg);
 	} else if (strcmp(type, "nack") == 0) {
@@ -324,6 +372,12 @@ handle_message(struct agent *a, json_t *msg)
 		a->sync_inflight = false;
 		json_decref(a->inflight);
 		a->inflight = NULL;
+		if (!a->frame_known) {
+			/* the sync was refused (no events went yet): events go
+			 * within agent.max_frame */
+			a->frame_known = true;
+			agent_send_events(a);
+		}
 	}
 	agent_maybe_close(a);
 }

@@ -569,7 +569,10 @@ conn_dispatch(struct conn *c, json_t *msg)
 		return;
 	}
 	if (strcmp(type, "ping") == 0) {
-		conn_send(c, json_pack("{s:s}", "type", "pong"));
+		/* with the limit on messages: an agent learns it before it sends
+		 * events on a connection without a sync */
+		conn_send(c, json_pack("{s:s, s:I}", "type", "pong", "max_frame", (json_int_t)(
+		    c->uid[0] != '\0' ? c->lis->max_frame : preauth_max_frame(c->lis))));
 		return;
 	}
 	if (c->uid[0] == '\0') {

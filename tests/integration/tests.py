@@ -814,6 +814,50 @@ def test_event_larger_than_frame(ctx):
     wait_until(lambda: b.queued() == 0 and a.queued() == 0 or None, 20, "the spools to drain")
 
 
+def test_max_frame_relearned(ctx):
+    """custosd restarts with a smaller listen.max_frame (256 KiB -> 128 KiB)
+    while the agent runs and four events of 50 KB (one message under the old
+    limit, two under the new one) wait in its spool: the agent learns the new
+    limit from this connection's sync_ok before it sends, and the spool
+    drains. Then custosd restarts with a larger one (32 KiB -> 128 KiB) while
+    an event of 50 KB waits: it is stored, not set aside against the old
+    limit."""
+    srv = ctx.server(sync_interval=None)
+    text = srv.conf.read_text()
+    old = "  handshake_timeout = 10;\n"
+    check(old in text, "harness config layout changed: no %r" % old)
+
+    def restart_with(limit, queue=None):
+        if srv.alive():
+            srv.stop()
+        srv.conf.write_text(text.replace(old, old + "  max_frame = %d;\n" % limit))
+        ids = queue() if queue else []     # while custosd is away: one batch
+        srv.start()
+        return ids
+
+    restart_with(262144)
+    a = ctx.agent(srv, "relearns", keep=False, db_age_days=0, rtp=True)
+    a.enroll(srv.token_create("fleet"))
+    a.start()
+    wait_synced(srv, ["relearns"])
+    ids = restart_with(131072, lambda: _queue_events(ctx, a, 4, 50000))
+    wait_until(lambda: db_event_ids(srv, a.uid)[2] == set(ids) or None, 40,
+               "the 4 events of 50 KB stored after custosd lowered listen.max_frame")
+    check(srv.log_count("outside 1..131072") == 0, "the agent sent a message larger than the new limit")
+    wait_until(lambda: a.queued() == 0 or None, 20, "the agent's spool to drain")
+
+    # the agent learns a small limit, then custosd raises it
+    restart_with(32768)
+    small = a.event("learning the small limit")
+    wait_until(lambda: small in db_event_ids(srv, a.uid)[2] or None, 40, "a small event stored")
+    big = restart_with(131072, lambda: _queue_events(ctx, a, 1, 50000))[0]
+    wait_until(lambda: big in db_event_ids(srv, a.uid)[2] or None, 40,
+               "the 50 KB event stored after custosd raised listen.max_frame")
+    check(a.log_count("more than the") == 0, "the agent set an event aside: %d" % a.log_count("more than the"))
+    check(not list((a.state / "spool" / "rejected").glob("*.json")), "an event is in spool/rejected")
+    wait_until(lambda: a.queued() == 0 or None, 20, "the agent's spool to drain")
+
+
 def test_posture_changes_reported(ctx):
     """At the product defaults (sync every 900 s, no kept connection): real-time
     protection stopping and starting and new databases are noticed by the
@@ -877,7 +921,7 @@ def _recv_exact(s, n):
 
 def test_event_refused_alone(ctx):
     """An events message (from a client speaking the protocol itself) with
-    an event the server cannot take (a message of 2000 bytes) next to a
+    an event the server cannot take (severity "urgent") next to a
     good one of 60 KB: the good one is stored and acknowledged, the bad one
     is named with its reason in the ack's "refused" and logged, and nothing
     else of the message is lost."""
@@ -887,7 +931,7 @@ def test_event_refused_alone(ctx):
     now = int(time.time())
     good = {"id": os.urandom(16).hex(), "time": now, "severity": "info", "kind": "test",
             "message": "good", "data": {"blob": "y" * 60000}}
-    bad = dict(good, id=os.urandom(16).hex(), message="z" * 2000)
+    bad = dict(good, id=os.urandom(16).hex(), severity="urgent", data={})
     raw = socket.create_connection(("127.0.0.1", srv.listen_port), timeout=10)
     s = _tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
     try:
@@ -906,8 +950,8 @@ def test_event_refused_alone(ctx):
     check(ack is not None, "no ack within 20 s")
     check(ack["ids"] == [good["id"]], "ack ids %r, expected only the good event" % ack["ids"])
     refused = ack.get("refused", [])
-    check(len(refused) == 1 and refused[0]["id"] == bad["id"] and "message" in refused[0]["reason"],
+    check(len(refused) == 1 and refused[0]["id"] == bad["id"] and "severity" in refused[0]["reason"],
           "ack refused %r" % refused)
     _, _, stored = db_event_ids(srv, a.uid)
     check(stored == {good["id"]}, "stored %r" % stored)
-    check(srv.log_count("(%s) refused: event message must" % bad["id"]) == 1, "custosd did not log the refusal")
+    check(srv.log_count("(%s) refused: event severity must" % bad["id"]) == 1, "custosd did not log the refusal")
