@@ -33,6 +33,7 @@
 #define ENVELOPE_MAX 256	/* {"type":"events","events":[...]} around a batch */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
+#define RTP_CONFIRM_MS 2000	/* second reading of a clamonacc change */
 
 static void agent_connect(struct agent *a);
 
@@ -174,6 +175,7 @@ agent_send_sync(struct agent *a)
 	json_t *posture = posture_collect(&a->pc);
 	a->want_sync = false;
 	a->sync_inflight = true;
+	a->sync_batch = a->batches_sent;
 	if (agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I, s:I, s:o, s:s, s:o}", "type", "sync",
 	    "posture", posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
 	    "agent_version", AGENT_VERSION, "queue_dropped", (json_int_t)evq_dropped(a->q),
@@ -237,6 +239,7 @@ agent_send_events(struct agent *a)
 		return;
 	}
 	a->inflight = ids;
+	a->batches_sent++;
 }
 
 static bool
@@ -338,6 +341,9 @@ handle_message(struct agent *a, json_t *msg)
 				schedule(a->sync_timer, due * 1000);
 			}
 		}
+		/* asked for while it was in flight, after events it may predate */
+		if (a->want_sync && !a->sync_inflight)
+			agent_send_sync(a);
 	} else if (strcmp(type, "pong") == 0) {
 		/* a server that names no limit: agent.max_frame */
 		json_int_t frame = json_integer_value(json_object_get(msg, "max_frame"));
@@ -358,8 +364,17 @@ handle_message(struct agent *a, json_t *msg)
 		schedule(a->retry_timer, (after > 0 ? after : 5) * 1000);
 		return;
 	} else if (strcmp(type, "sync_now") == 0) {
-		log_info("client", "server asked for a sync");
-		agent_send_sync(a);
+		/* a sync in flight answers it, unless events went after it:
+		 * then one more once it is done (never a pile of them) */
+		if (!a->sync_inflight) {
+			log_info("client", "server asked for a sync");
+			agent_send_sync(a);
+		} else if (a->batches_sent > a->sync_batch) {
+			log_debug("client", "server asked for a sync; after the one in flight");
+			a->want_sync = true;
+		} else {
+			log_debug("client", "server asked for a sync; one is in flight");
+		}
 	} else if (strcmp(type, "error") == 0) {
 		const char *code = json_string_value(json_object_get(msg, "code"));
 		log_warnx("client", "server error %s: %s", code ?: "?",
@@ -568,9 +583,29 @@ agent_check_posture(struct agent *a)
 	char msg[160];
 	if (!a->pc.clamav_enabled)
 		return;
-	bool rtp = clamav_onacc_running(a->pc.clamonacc_pidfile, "/proc");
+	bool raw = clamav_onacc_running(a->pc.clamonacc_pidfile, "/proc");
 	int64_t db = clamav_db_version(plugin_path(a->pc.clamav_db_dir, "/var/lib/clamav"));
-	if (a->check_known && rtp != a->check_rtp)
+	/* a header that could not be read this once (freshclam replacing the
+	 * file) is no downgrade to "none" and back */
+	if (a->check_known && db < 0 && a->check_db >= 0)
+		db = a->check_db;
+	/* clamonacc stopping or starting counts when two readings in a row
+	 * agree (on_check_timer takes the second one RTP_CONFIRM_MS later): a
+	 * crash-looping clamonacc is not an event and a sync every check */
+	bool rtp = raw, rtp_changed = false;
+	if (a->check_known) {
+		rtp = a->check_rtp;
+		if (raw == a->check_rtp)
+			a->rtp_pending = false;
+		else if (!a->rtp_pending)
+			a->rtp_pending = true;
+		else {
+			a->rtp_pending = false;
+			rtp = raw;
+			rtp_changed = true;
+		}
+	}
+	if (rtp_changed)
 		queue_change(a, rtp ? "info" : "warning", rtp ? "rtp_started" : "rtp_stopped",
 		    rtp ? "real-time protection (clamonacc) started" :
 		    "real-time protection (clamonacc) stopped", NULL);
@@ -593,7 +628,8 @@ on_check_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	agent_check_posture(a);
-	schedule(a->check_timer, conf_int(a->cfg, "agent.posture_check_interval") * 1000);
+	schedule(a->check_timer, a->rtp_pending ? RTP_CONFIRM_MS :
+	    conf_int(a->cfg, "agent.posture_check_interval") * 1000);
 }
 
 static void
