@@ -33,6 +33,7 @@
 #include "util.h"
 
 #define MAX_EVENTS_PER_MSG 1000
+#define SYNC_NOW_RESEND_S 60	/* a resent posture event asks for a sync again */
 #define AGENT_CERT_DAYS 3650
 /* Before authentication only one enroll (token, CSR, host name: about 1 KiB)
  * may come; a larger frame there is abuse. */
@@ -548,15 +549,25 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 		return;
 	}
 	e->refused = refused;
-	bool posture_changed = false;
+	const char *posture_id = NULL;
 	json_array_foreach(events, i, ev) {
 		json_array_append(ids, json_object_get(ev, "id"));
 		if (kind_changes_posture(json_string_value(json_object_get(ev, "kind"))))
-			posture_changed = true;
+			posture_id = json_string_value(json_object_get(ev, "id"));
 	}
-	if (posture_changed) {
-		log_debug("agent", "%s: a posture fact changed; asking for a sync", c->peer);
-		conn_send(c, json_pack("{s:s}", "type", "sync_now"));
+	/* a batch whose newest posture event asked for a sync already is a
+	 * resend (after a nack, every 5 s while the database is away, or after
+	 * a reconnection): it asks again only SYNC_NOW_RESEND_S later, in case
+	 * the first sync_now was lost with its connection */
+	if (posture_id != NULL) {
+		int64_t now = now_s();
+		bool resend = strcmp(posture_id, h->posture_event) == 0;
+		if (!resend || now - h->posture_sync_at >= SYNC_NOW_RESEND_S) {
+			log_debug("agent", "%s: a posture fact changed; asking for a sync", c->peer);
+			conn_send(c, json_pack("{s:s}", "type", "sync_now"));
+			str_copy(h->posture_event, posture_id, sizeof(h->posture_event));
+			h->posture_sync_at = now;
+		}
 	}
 	e->c = c;
 	e->ids = ids;
@@ -579,7 +590,10 @@ conn_dispatch(struct conn *c, json_t *msg)
 		return;
 	}
 	if (strcmp(type, "ping") == 0) {
-		conn_send(c, json_pack("{s:s}", "type", "pong"));
+		/* with the limit on messages: an agent learns it before it sends
+		 * events on a connection without a sync */
+		conn_send(c, json_pack("{s:s, s:I}", "type", "pong", "max_frame", (json_int_t)(
+		    c->uid[0] != '\0' ? c->lis->max_frame : preauth_max_frame(c->lis))));
 		return;
 	}
 	if (c->uid[0] == '\0') {
