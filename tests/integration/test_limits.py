@@ -12,7 +12,7 @@ import struct
 import threading
 import time
 
-from harness import TestFailure, binary, check, db_event_ids, wait_synced, wait_until
+from harness import TestFailure, binary, check, db_event_ids, tls_wrap, wait_synced, wait_until
 
 PING = struct.pack(">I", 16) + b'{"type": "ping"}'
 
@@ -45,16 +45,6 @@ def _start_without_quarantine(srv):
             del os.environ["ASAN_OPTIONS"]
         else:
             os.environ["ASAN_OPTIONS"] = old
-
-
-def _tls(sock, cert=None, key=None):
-    """TLS without checking the server (as in tests._tls_wrap)."""
-    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    c.check_hostname = False
-    c.verify_mode = ssl.CERT_NONE
-    if cert:
-        c.load_cert_chain(cert, key)
-    return c.wrap_socket(sock, server_hostname="localhost")
 
 
 def _connect(port, source="127.0.0.1", timeout=5, sndbuf=None):
@@ -206,7 +196,7 @@ class _Flooder(threading.Thread):
         chunk = PING * 1024
         while not self.stop.is_set():
             try:
-                s = _tls(_connect(self.port), self.cert, self.key)
+                s = tls_wrap(_connect(self.port), self.cert, self.key)
             except (OSError, ssl.SSLError) as e:
                 self.errors.append(repr(e))
                 time.sleep(0.1)
@@ -331,7 +321,7 @@ def test_enroll_deadline(ctx):
     then says nothing is closed after listen.enroll_timeout, not after the
     idle timeout."""
     srv = ctx.server(sync_interval=None).start()
-    s = _tls(_connect(srv.listen_port))
+    s = tls_wrap(_connect(srv.listen_port))
     t0 = time.monotonic()
     s.settimeout(0.5)
     while True:
@@ -395,7 +385,7 @@ def test_connections_per_address(ctx):
     # once they are gone the address may connect again
     def let_in():
         try:
-            _tls(_connect(srv.listen_port, source="127.0.0.2")).close()
+            tls_wrap(_connect(srv.listen_port, source="127.0.0.2")).close()
             return True
         except (OSError, ssl.SSLError):
             return False

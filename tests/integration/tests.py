@@ -9,7 +9,8 @@ import ssl
 import struct
 import time
 
-from harness import TestFailure, binary, check, clamav_header, db_event_ids, wait_synced, wait_until
+from harness import (TestFailure, binary, check, clamav_header, db_event_ids, tls_wrap, wait_synced,
+                     wait_until)
 
 
 def _onacc_running():
@@ -436,17 +437,6 @@ def _wait_closed(sock, timeout):
     raise TestFailure("the server kept the connection open for %gs" % timeout)
 
 
-def _tls_wrap(raw, cert=None, key=None):
-    """TLS over raw without checking the server (the agent port takes
-    clients without a certificate for enrolment)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    return ctx.wrap_socket(raw, server_hostname="localhost")
-
-
 def _foreign_client_cert(ctx):
     """A client certificate for a plausible host id, signed by a CA the
     server has never seen (made with the openssl CLI)."""
@@ -497,7 +487,7 @@ def test_agent_port_abuse(ctx):
         logged[what] = s.getsockname()[1]
         try:
             if tls:
-                s = _tls_wrap(s, cert, key)
+                s = tls_wrap(s, cert, key)
             send(s)
         except (ConnectionError, ssl.SSLError, OSError):
             pass  # the server may be closing already: that is the point
@@ -1017,7 +1007,7 @@ def test_event_refused_alone(ctx):
             "message": "good", "data": {"blob": "y" * 60000}}
     bad = dict(good, id=os.urandom(16).hex(), severity="urgent", data={})
     raw = socket.create_connection(("127.0.0.1", srv.listen_port), timeout=10)
-    s = _tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
+    s = tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
     try:
         body = json.dumps({"type": "events", "events": [bad, good]}).encode()
         s.sendall(struct.pack(">I", len(body)) + body)
@@ -1054,7 +1044,7 @@ def test_wake_request_lost_on_close(ctx):
     udp.bind(("127.0.0.1", wake_port))
     udp.settimeout(10)
     raw = socket.create_connection(("127.0.0.1", srv.listen_port), timeout=10)
-    s = _tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
+    s = tls_wrap(raw, str(a.state / "agent.pem"), str(a.state / "agent.key"))
     try:
         body = json.dumps({"type": "sync", "posture": {}, "wake_port": wake_port}).encode()
         s.sendall(struct.pack(">I", len(body)) + body)
