@@ -14,9 +14,11 @@
 #include <event2/event.h>
 
 #include "fleet.h"
+#include "listener.h"
 #include "log.h"
 #include "mgmt.h"
 #include "nac.h"
+#include "naming.h"
 #include "registry.h"
 #include "server.h"
 #include "store.h"
@@ -214,8 +216,12 @@ snapshot_write_file(const char *path, const struct snapshot_data *d, char *err, 
 		unlink(tmp);
 		return -1;
 	}
-	if (fsync_parent(path) < 0)
-		return write_fail(err, errlen, "cannot fsync the directory of", path);
+	/* the new file is in place: only its durability across a power loss
+	 * is in doubt, which is a warning, not a failed write */
+	if (fsync_parent(path) < 0) {
+		write_fail(err, errlen, "written, but cannot fsync the directory of", path);
+		return 1;
+	}
 	return 0;
 }
 
@@ -261,7 +267,8 @@ read_admin(json_t *j, struct snapshot_admin *a, char *why, size_t whylen)
 		return -1;
 	}
 	if (!take_str(a->name, sizeof(a->name), name, false) || strlen(hash) != 64 ||
-	    !is_hex(hash, 64) || !take_str(a->salt, sizeof(a->salt), salt, false) || a->iterations <= 0) {
+	    !is_hex(hash, 64) || !take_str(a->salt, sizeof(a->salt), salt, false) || a->iterations <= 0 ||
+	    a->iterations > SNAPSHOT_MAX_ITERATIONS) {
 		str_fmt(why, whylen, "bad name, hash, salt or iteration count");
 		return -1;
 	}
@@ -283,11 +290,15 @@ read_host(json_t *j, struct snapshot_host *h, char *why, size_t whylen)
 		str_fmt(why, whylen, "%s", jerr.text);
 		return -1;
 	}
-	if (!take_str(h->uid, sizeof(h->uid), uid, false) || !take_str(h->name, sizeof(h->name), name, false) ||
+	/* a uid is a certificate CN as enrolment issues it (32 lower-case hex
+	 * digits); a name is cleaned as enrolment cleans the reported one */
+	if (strlen(uid) != 32 || !is_hex(uid, 32) || name[0] == '\0' ||
 	    !take_str(h->last_ip, sizeof(h->last_ip), ip, true)) {
-		str_fmt(why, whylen, "empty or overlong uid, name or last_ip");
+		str_fmt(why, whylen, "a uid that is not 32 lower-case hex digits, an empty name or an overlong last_ip");
 		return -1;
 	}
+	str_copy(h->uid, uid, sizeof(h->uid));
+	naming_clean(name, h->name, sizeof(h->name));
 	if (group < 0 || enrolled < 0 || seen < 0 || ptime < 0 || h->wake_port < 0 || h->wake_port > 65535 ||
 	    (!json_is_object(posture) && !json_is_null(posture))) {
 		str_fmt(why, whylen, "a negative time, id or port, or a posture that is no object");
@@ -315,6 +326,14 @@ snapshot_read_file(const char *path, struct snapshot_data *d, char *err, size_t 
 	size_t len;
 	char why[256];
 	memset(d, 0, sizeof(*d));
+	struct stat sb;
+	/* refused before it is read: the parse needs several times the text */
+	if (stat(path, &sb) == 0 && (uint64_t)sb.st_size > SNAPSHOT_MAX_BYTES) {
+		str_fmt(err, errlen, "%s is %lld bytes, more than the %zu a snapshot may have", path,
+		    (long long)sb.st_size, SNAPSHOT_MAX_BYTES);
+		errno = EFBIG;
+		return -1;
+	}
 	char *text = file_read(path, SNAPSHOT_MAX_BYTES, &len);
 	if (text == NULL) {
 		int e = errno;
@@ -345,9 +364,9 @@ snapshot_read_file(const char *path, struct snapshot_data *d, char *err, size_t 
 		goto out;
 	}
 	if (when <= 0 || !json_is_array(admins) || !json_is_array(hosts) ||
-	    (json_int_t)json_array_size(hosts) != count) {
+	    (json_int_t)json_array_size(hosts) != count || count > SNAPSHOT_MAX_HOSTS) {
 		read_fail(err, errlen, "%s", "a bad time, no admins or hosts array, or a host count that "
-		    "does not match the list");
+		    "does not match the list or is over SNAPSHOT_MAX_HOSTS");
 		goto out;
 	}
 	d->time = when;
@@ -466,7 +485,9 @@ collect(struct snapshot *s, struct snapshot_data *d)
 static void
 finished(struct snapshot *s, int rc, const char *err, int64_t ms, size_t nhosts, size_t nadmins)
 {
-	if (rc == 0) {
+	if (rc >= 0) {
+		if (rc > 0)
+			log_warnx("snapshot", "%s", err);
 		s->written = s->job.time;
 		s->written_hosts = nhosts;
 		s->write_ms = ms;
