@@ -1107,6 +1107,24 @@ listener_push_sync(struct listener *l, struct host *h)
 }
 
 void
+listener_drop_host(struct listener *l, struct host *h)
+{
+	struct conn *c = h->conn;
+	(void)l;
+	if (c == NULL)
+		return;
+	h->conn = NULL;
+	if (c->host == h)
+		c->host = NULL;
+	if (!c->dead && !c->closing) {
+		log_warnx("agent", "%s: host %s (%s) is not in the database; closing its connection", c->peer,
+		    h->name, h->uid);
+		conn_error(c, "unknown_host", "this host is not registered on the server (deleted?); "
+		    "enroll it again with a new token", true);
+	}
+}
+
+void
 listener_on_push_lost(struct listener *l, void (*cb)(void *arg, struct host *h), void *arg)
 {
 	l->push_lost = cb;

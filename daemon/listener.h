@@ -39,6 +39,9 @@ int listener_push_sync(struct listener *l, struct host *h);
  * its agent synced (an agent without a kept connection closes as soon as it
  * has nothing to wait for, and may not have read the request): main.c asks
  * again by a wake-up datagram. */
+/* The host leaves the registry (not in the database): its connection, if
+ * any, forgets it and is closed with unknown_host, as for a deleted host. */
+void listener_drop_host(struct listener *l, struct host *h);
 void listener_on_push_lost(struct listener *l, void (*cb)(void *arg, struct host *h), void *arg);
 
 #endif

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "fleet.h"
+#include "hmap.h"
 #include "listener.h"
 #include "log.h"
 #include "mgmt.h"
@@ -435,6 +436,8 @@ struct snapshot {
 	int64_t write_ms;
 	char error[512];
 	uint64_t writes;
+	/* snapshot hosts the database load did not have */
+	size_t dropped, closed;
 };
 
 static bool
@@ -668,11 +671,36 @@ apply_read(struct snapshot *s, int rc, const char *err, int e)
 	}
 	int64_t now = now_s();
 	size_t added = 0;
+	size_t named = 0;
 	for (size_t i = 0; i < d->nhosts; i++) {
 		const struct snapshot_host *sh = &d->hosts[i];
-		if (registry_host_by_uid(srv->reg, sh->uid) != NULL)
-			continue;    /* an agent came first: its own report is newer */
-		struct host *h = calloc(1, sizeof(*h));
+		struct host *h = registry_host_by_uid(srv->reg, sh->uid);
+		if (h != NULL) {
+			/* an agent came first: its own report, contact and address
+			 * are newer, but it has a made-up name and no group */
+			if (h->id == 0 && !h->from_snapshot && strncmp(h->name, "pending-", 8) == 0) {
+				if (registry_rename_host(srv->reg, h, sh->name) < 0) {
+					log_warnx("snapshot", "host %s: name %s is taken; keeping %s", sh->uid, sh->name,
+					    h->name);
+				} else {
+					h->group_id = sh->group_id;
+					h->enrolled_at = sh->enrolled_at;
+					if (h->posture == NULL && sh->posture) {
+						h->posture = json_incref(sh->posture);
+						h->posture_time = sh->posture_time;
+					}
+					if (h->last_ip[0] == '\0')
+						str_copy(h->last_ip, sh->last_ip, sizeof(h->last_ip));
+					if (h->wake_port == 0)
+						h->wake_port = sh->wake_port;
+					h->from_snapshot = true;
+					host_evaluate(h, mgmt_host_thresholds(srv, h), now);
+					named++;
+				}
+			}
+			continue;
+		}
+		h = calloc(1, sizeof(*h));
 		if (h == NULL)
 			break;
 		str_copy(h->uid, sh->uid, sizeof(h->uid));
@@ -700,7 +728,10 @@ apply_read(struct snapshot *s, int rc, const char *err, int e)
 	time_iso(d->time, when);
 	log_warnx("snapshot", "serving from the snapshot of %s because the database is unavailable: %s "
 	    "(%zu host(s), %zu administrator(s) from %s; nothing is written to the database until it "
-	    "is back)", when, s->why, added, d->nadmins, s->path);
+	    "is back)", when, s->why, added + named, d->nadmins, s->path);
+	if (named)
+		log_info("snapshot", "%zu host(s) whose agents connected before the read took their names and "
+		    "groups from the snapshot", named);
 	snapshot_data_free(d);
 	nac_reevaluate(srv->nac, now);
 	fleet_mark_dirty(srv);
@@ -802,36 +833,63 @@ snapshot_merge_host(struct host *mem, struct host *db, const struct status_thres
 }
 
 void
+snapshot_db_loading(struct server *srv, struct host *const *rows, size_t nrows)
+{
+	struct snapshot *s = srv->snap;
+	size_t n;
+	if (s == NULL)
+		return;
+	s->dropped = s->closed = 0;
+	struct hmap *loaded = hmap_new();
+	struct host **all = registry_hosts(srv->reg, &n);
+	for (size_t i = 0; loaded && i < nrows; i++)
+		if (hmap_put(loaded, rows[i]->uid, rows[i], NULL) < 0) {
+			hmap_free(loaded);
+			loaded = NULL;
+		}
+	if (loaded == NULL || (all == NULL && n > 0)) {
+		log_warnx("snapshot", "out of memory: snapshot hosts the database does not have stay for now");
+		hmap_free(loaded);
+		free(all);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct host *h = all[i];
+		if (!h->from_snapshot || hmap_get(loaded, h->uid) != NULL)
+			continue;
+		/* in the snapshot, not in the database (deleted, or an older
+		 * database restored): gone, as a deleted host, even while its
+		 * agent is connected */
+		if (h->conn) {
+			listener_drop_host(srv->lis, h);
+			s->closed++;
+		}
+		store_host_forget(srv->store, h);
+		registry_remove_host(srv->reg, h);
+		s->dropped++;
+	}
+	free(all);
+	hmap_free(loaded);
+	/* NAC's entries of the dropped hosts go */
+	if (s->dropped)
+		nac_reevaluate(srv->nac, now_s());
+}
+
+void
 snapshot_db_loaded(struct server *srv)
 {
 	struct snapshot *s = srv->snap;
 	if (s == NULL)
 		return;
-	size_t n, dropped = 0, kept = 0;
-	struct host **all = registry_hosts(srv->reg, &n);
-	for (size_t i = 0; all && i < n; i++) {
-		struct host *h = all[i];
-		if (!h->from_snapshot)
-			continue;
-		/* in the snapshot, not in the database (deleted, or an older
-		 * database restored) */
-		h->from_snapshot = false;
-		if (h->conn == NULL && !h->dirty) {
-			registry_remove_host(srv->reg, h);
-			dropped++;
-		} else {
-			kept++;       /* in use: stays in memory without a row, as a host that synced before the load */
-		}
-	}
-	free(all);
+	size_t dropped = s->dropped, closed = s->closed;
 	if (s->serving) {
 		char when[32];
 		time_iso(s->served_time, when);
 		log_info("snapshot", "the database is back and loaded: no longer serving from the snapshot "
 		    "of %s", when);
-		if (dropped || kept)
-			log_warnx("snapshot", "%zu host(s) of the snapshot are not in the database: %zu dropped, "
-			    "%zu kept in memory while their agents are connected", dropped + kept, dropped, kept);
+		if (dropped)
+			log_warnx("snapshot", "%zu host(s) of the snapshot are not in the database: dropped "
+			    "(%zu connected agent(s) closed with unknown_host)", dropped, closed);
 		fleet_mark_dirty(srv);
 	}
 	s->serving = false;

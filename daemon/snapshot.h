@@ -115,6 +115,10 @@ bool snapshot_merge_host(struct host *mem, struct host *db, const struct status_
 /* The database load is in: drops what came only from the snapshot, says
  * so, and writes a fresh snapshot soon. */
 void snapshot_db_loaded(struct server *srv);
+/* Before the database's hosts (rows, n) enter the registry: snapshot hosts
+ * that are not among them leave it (a connected agent is closed with
+ * unknown_host), so that none holds a name a database host has. */
+void snapshot_db_loading(struct server *srv, struct host *const *rows, size_t n);
 /* Adds "source" ("database", "snapshot" or "none"), "snapshot_time" and
  * "snapshot" {file, written, hosts, write_ms, error} to a status object. */
 void snapshot_status(const struct server *srv, json_t *status);
