@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "accept.h"
 #include "bounds.h"
 #include "conf.h"
 #include "fleet.h"
@@ -37,8 +38,6 @@
 /* Before authentication only one enroll (token, CSR, host name: about 1 KiB)
  * may come; a larger frame there is abuse. */
 #define PREAUTH_MAX_FRAME (16 * 1024)
-/* accept() out of file descriptors: how long the listener pauses */
-#define ACCEPT_PAUSE_MS 250
 
 struct conn {
 	struct listener *lis;
@@ -82,8 +81,8 @@ struct listener {
 	size_t max_preauth_per_addr;
 	int handshake_timeout, idle_timeout, enroll_timeout, write_timeout;
 	struct hmap *preauth;      /* ip -> struct addr_count */
-	struct event *accept_resume;
-	struct ratelog log_limit, log_addr, log_preauth, log_stalled, log_accept, log_hs_timeout, log_hs_eof;
+	struct accept_guard *guard;  /* accept() out of file descriptors pauses */
+	struct ratelog log_limit, log_addr, log_preauth, log_stalled, log_hs_timeout, log_hs_eof;
 	void (*push_lost)(void *arg, struct host *h);
 	void *push_lost_arg;
 	bool stopping;
@@ -967,40 +966,6 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 }
 
 static void
-accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct listener *l = arg;
-	(void)fd;
-	(void)what;
-	evconnlistener_enable(l->evl);
-}
-
-static void
-accept_error_cb(struct evconnlistener *evl, void *arg)
-{
-	struct listener *l = arg;
-	int err = errno;
-	uint64_t quiet;
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		/* The connection stays in the backlog and the listening socket
-		 * stays readable: retrying at once would spin. Pause instead. */
-		struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-		evconnlistener_disable(evl);
-		evtimer_add(l->accept_resume, &tv);
-		l->srv->stats.accept_pauses++;
-		if (ratelog_ok(&l->log_accept, &quiet))
-			log_warnx("agent", "accept failed: %s (%zu agent connection(s) open); not accepting for "
-			    "%d ms (%llu more pause(s) since the last line); raise the open-file limit "
-			    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower listen.max_connections",
-			    strerror(err), l->nconns, ACCEPT_PAUSE_MS, (unsigned long long)quiet);
-		return;
-	}
-	if (ratelog_ok(&l->log_accept, &quiet))
-		log_warnx("agent", "accept failed: %s (%llu more failure(s) since the last line)",
-		    strerror(err), (unsigned long long)quiet);
-}
-
-static void
 free_value(void *value, void *arg)
 {
 	(void)arg;
@@ -1014,8 +979,7 @@ listener_free(struct listener *l)
 		hmap_foreach(l->preauth, free_value, NULL);
 		hmap_free(l->preauth);
 	}
-	if (l->accept_resume)
-		event_free(l->accept_resume);
+	accept_guard_free(l->guard);
 	SSL_CTX_free(l->ctx);
 	free(l);
 }
@@ -1040,8 +1004,7 @@ listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 	l->enroll_timeout = (int)conf_int(srv->cfg, "listen.enroll_timeout");
 	l->write_timeout = (int)conf_int(srv->cfg, "listen.write_timeout");
 	l->preauth = hmap_new();
-	l->accept_resume = evtimer_new(srv->base, accept_resume_cb, l);
-	if (l->preauth == NULL || l->accept_resume == NULL) {
+	if (l->preauth == NULL) {
 		str_fmt(err, errlen, "out of memory");
 		listener_free(l);
 		return NULL;
@@ -1071,7 +1034,15 @@ listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 		listener_free(l);
 		return NULL;
 	}
-	evconnlistener_set_error_cb(l->evl, accept_error_cb);
+	l->guard = accept_guard_new(srv->base, l->evl, "agent", "agent port", "raise the open-file limit "
+	    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower listen.max_connections",
+	    &srv->stats.accept_pauses);
+	if (l->guard == NULL) {
+		str_fmt(err, errlen, "out of memory");
+		evconnlistener_free(l->evl);
+		listener_free(l);
+		return NULL;
+	}
 	log_info("agent", "listening for agents on %s (TLS, max %zu connections, %zu unauthenticated "
 	    "per address)", spec, l->max_conns, l->max_preauth_per_addr);
 	return l;
@@ -1082,6 +1053,8 @@ listener_stop(struct listener *l)
 {
 	if (l == NULL)
 		return;
+	accept_guard_free(l->guard);
+	l->guard = NULL;
 	evconnlistener_free(l->evl);
 	l->stopping = true;
 	while (l->conns)

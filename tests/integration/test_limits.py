@@ -13,6 +13,7 @@ import threading
 import time
 
 from harness import TestFailure, binary, check, db_event_ids, wait_synced, wait_until
+from test_nac_socket import nac_conf, other_group
 
 PING = struct.pack(">I", 16) + b'{"type": "ping"}'
 
@@ -405,9 +406,12 @@ def test_connections_per_address(ctx):
 def test_file_limit(ctx):
     """custosd started with an open-file limit of 64 (default
     listen.max_connections 20,000) warns and serves fewer agents; more
-    connections than fit, and accept() failing with EMFILE, cost little CPU;
-    afterwards a real agent is served again."""
-    srv = ctx.server(sync_interval=None)
+    connections than fit, and accept() failing with EMFILE on the agent
+    port, the console API and the NAC query socket, cost little CPU (the
+    API and the NAC socket used to spin); afterwards a real agent is served
+    again."""
+    sock = ctx.dir / "nac.sock"
+    srv = ctx.server(sync_interval=None, extra_conf=nac_conf(sock, other_group()[0]))
     srv.proc = ctx.spawn(["prlimit", "--nofile=64:64", binary("custosd"), "-c", srv.conf], srv.log)
     srv.wait_ready()
     check(srv.log_count("LimitNOFILE=") >= 1 and srv.log_count("listen.max_connections = 20000") >= 1,
@@ -419,7 +423,7 @@ def test_file_limit(ctx):
     wait_synced(srv, ["steady"])
     pid = srv.proc.pid
 
-    def cpu_while(what, seconds=3.0):
+    def cpu_while(what, seconds=2.5):
         c0, t0 = _cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
         share = (_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
@@ -455,6 +459,19 @@ def test_file_limit(ctx):
         check(srv.log_count("not accepting for") > pauses0, "no log line about the paused listener")
         check(srv.log_count("not accepting for") - pauses0 <= 10, "the paused listener is logged "
               "%d times in 3 s" % (srv.log_count("not accepting for") - pauses0))
+        # the console API and the NAC query socket, with fds exhausted
+        for _ in range(10):
+            held.append(_connect(srv.api_port, source="127.0.0.4"))
+        cpu_while("accept() on the console API failed with EMFILE")
+        check(srv.log_count("console API: accept failed") >= 1, "no log line about the paused API listener")
+        for _ in range(10):
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(u)
+            u.connect(str(sock))
+        cpu_while("accept() on the NAC query socket failed with EMFILE")
+        check(srv.log_count("query socket: accept failed") >= 1, "no log line about the paused NAC socket")
+        check(srv.log_count("accept failed") <= 30, "paused listeners logged %d lines"
+              % srv.log_count("accept failed"))
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, 64))
         for s in held:
@@ -465,3 +482,36 @@ def test_file_limit(ctx):
     wait_until(lambda: eid in db_event_ids(srv, agent.uid)[2] and agent.queued() == 0, 30,
                "the agent's event after the connections closed to be stored")
     check(srv.status()["counters"]["accept_paused"] >= 1, "accept_paused is not counted")
+
+
+def test_api_connections(ctx):
+    """api.max_connections = 4: four idle connections to the console API
+    fill it; a fifth waits in the backlog (its TLS handshake gets no
+    answer) and the log says so once; when they close the console is
+    served again (evhttp alone has no limit: every connection took a file
+    descriptor until the process had none)."""
+    srv = ctx.server(sync_interval=None)
+    srv.conf.write_text(srv.conf_text().replace("port = %d; };" % srv.api_port,
+                                                "port = %d; max_connections = 4; };" % srv.api_port, 1))
+    srv.start()
+    held = [_connect(srv.api_port) for _ in range(4)]
+    try:
+        wait_until(lambda: srv.log_count("(api.max_connections)") >= 1, 10,
+                   "custosd to say the console connections are full")
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        s = _connect(srv.api_port, timeout=2)
+        try:
+            tls.wrap_socket(s)
+            raise TestFailure("a fifth console connection was served over api.max_connections = 4")
+        except (socket.timeout, ssl.SSLError, OSError) as e:
+            check(isinstance(e, socket.timeout), "the fifth connection failed with %r, not a wait" % e)
+        finally:
+            s.close()
+    finally:
+        for h in held:
+            h.close()
+    wait_until(lambda: srv.ctl_rc("status") == 0, 15, "the console to be served once the connections closed")
+    check(srv.log_count("(api.max_connections)") == 1, "the full console was logged %d times"
+          % srv.log_count("(api.max_connections)"))
