@@ -45,6 +45,7 @@ struct conn {
 	struct conn *prev, *next;
 	char peer[80];            /* "ip:port" for messages */
 	char ip[64];
+	char key[64];             /* its entry in the per-address table */
 	char uid[33];             /* CN of a verified client certificate, "" if none */
 	struct host *host;
 	struct event *deadline;   /* handshake, enroll or stalled-output deadline */
@@ -58,9 +59,9 @@ struct conn {
 	bool sync_asked;          /* sync_now sent, no sync since: a close may have lost it */
 };
 
-/* unauthenticated connections of one client address */
+/* unauthenticated connections of one client address (an IPv6 /64) */
 struct addr_count {
-	char ip[64];
+	char ip[64];              /* the key (listener_addr_key) */
 	size_t n;
 };
 
@@ -79,10 +80,12 @@ struct listener {
 	size_t max_frame;
 	size_t out_high, out_low;  /* output bytes: stop reading above, resume at or below */
 	size_t max_preauth_per_addr;
+	size_t npreauth, max_preauth;  /* unauthenticated connections, all addresses */
 	int handshake_timeout, idle_timeout, enroll_timeout, write_timeout;
 	struct hmap *preauth;      /* ip -> struct addr_count */
 	struct accept_guard *guard;  /* accept() out of file descriptors pauses */
-	struct ratelog log_limit, log_addr, log_preauth, log_stalled, log_hs_timeout, log_hs_eof;
+	struct ratelog log_limit, log_addr, log_preauth_all, log_preauth, log_stalled, log_hs_timeout,
+	    log_hs_eof;
 	void (*push_lost)(void *arg, struct host *h);
 	void *push_lost_arg;
 	bool stopping;
@@ -719,9 +722,10 @@ preauth_release(struct conn *c)
 	if (!c->preauth)
 		return;
 	c->preauth = false;
-	struct addr_count *ac = hmap_get(l->preauth, c->ip);
+	l->npreauth--;
+	struct addr_count *ac = hmap_get(l->preauth, c->key);
 	if (ac && --ac->n == 0)
-		free(hmap_del(l->preauth, c->ip));
+		free(hmap_del(l->preauth, c->key));
 }
 
 /* Logs (rate-limited) and counts a connection closed because the peer takes
@@ -861,24 +865,45 @@ conn_close(struct conn *c)
 		free(c);
 }
 
+int
+listener_addr_key(const struct sockaddr *sa, char *ip, size_t iplen, char *key, size_t keylen)
+{
+	int port = 0;
+	str_copy(ip, "?", iplen);
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)iplen);
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		struct in6_addr a = s6->sin6_addr;
+		port = ntohs(s6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&a)) {
+			/* an IPv4 client on a dual-stack socket: its IPv4 address */
+			inet_ntop(AF_INET, &a.s6_addr[12], ip, (socklen_t)iplen);
+		} else {
+			char net[INET6_ADDRSTRLEN];
+			inet_ntop(AF_INET6, &a, ip, (socklen_t)iplen);
+			/* one client (one LAN, one customer) has a whole /64 */
+			memset(&a.s6_addr[8], 0, 8);
+			inet_ntop(AF_INET6, &a, net, sizeof(net));
+			str_fmt(key, keylen, "%s/64", net);
+			return port;
+		}
+	}
+	str_copy(key, ip, keylen);
+	return port;
+}
+
 static void
 accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct listener *l = arg;
-	char ip[64] = "?";
-	int port = 0;
+	char ip[64], key[64];
+	int port = listener_addr_key(sa, ip, sizeof(ip), key, sizeof(key));
 	(void)evl;
 	(void)salen;
 	fleet_note_agent_work(l->srv->fleet);
-	if (sa->sa_family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-		port = ntohs(s4->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-		port = ntohs(s6->sin6_port);
-	}
 	uint64_t quiet;
 	if (l->nconns >= l->max_conns) {
 		l->srv->stats.conns_rejected_limit++;
@@ -890,14 +915,25 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		return;
 	}
 	/* Until its handshake shows a valid certificate a connection counts
-	 * against its address: one client cannot take every slot. */
-	struct addr_count *ac = hmap_get(l->preauth, ip);
+	 * against its address (an IPv6 client has a /64 to pick from) and
+	 * against all of them: neither one client nor many can take the
+	 * slots of authenticated agents. */
+	if (l->npreauth >= l->max_preauth) {
+		l->srv->stats.conns_rejected_limit++;
+		if (ratelog_ok(&l->log_preauth_all, &quiet))
+			log_warnx("agent", "%s:%d: refused: %zu unauthenticated connections open, a quarter of "
+			    "listen.max_connections (%llu more refused since the last line)", ip, port,
+			    l->npreauth, (unsigned long long)quiet);
+		evutil_closesocket(fd);
+		return;
+	}
+	struct addr_count *ac = hmap_get(l->preauth, key);
 	if (ac && ac->n >= l->max_preauth_per_addr) {
 		l->srv->stats.conns_rejected_address++;
 		if (ratelog_ok(&l->log_addr, &quiet))
 			log_warnx("agent", "%s:%d: refused: %zu unauthenticated connections from %s already "
 			    "(listen.max_unauthenticated_per_address; %llu more refused since the last line)",
-			    ip, port, ac->n, ip, (unsigned long long)quiet);
+			    ip, port, ac->n, key, (unsigned long long)quiet);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -906,7 +942,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 			evutil_closesocket(fd);
 			return;
 		}
-		str_copy(ac->ip, ip, sizeof(ac->ip));
+		str_copy(ac->ip, key, sizeof(ac->ip));
 		if (hmap_put(l->preauth, ac->ip, ac, NULL) < 0) {
 			free(ac);
 			evutil_closesocket(fd);
@@ -925,12 +961,13 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		free(c);
 		SSL_free(ssl);
 		if (ac->n == 0)
-			free(hmap_del(l->preauth, ip));
+			free(hmap_del(l->preauth, key));
 		evutil_closesocket(fd);
 		return;
 	}
 	c->lis = l;
 	str_copy(c->ip, ip, sizeof(c->ip));
+	str_copy(c->key, key, sizeof(c->key));
 	str_fmt(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 	c->bev = bufferevent_openssl_socket_new(l->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE);
@@ -940,10 +977,11 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		event_free(c->deadline);
 		free(c);
 		if (ac->n == 0)
-			free(hmap_del(l->preauth, ip));
+			free(hmap_del(l->preauth, key));
 		return;
 	}
 	ac->n++;
+	l->npreauth++;
 	c->preauth = true;
 	/* bufferevent_openssl would otherwise hide a peer's unclean close */
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
@@ -999,6 +1037,7 @@ listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 	l->out_high = l->max_frame + FRAME_HDR_LEN;
 	l->out_low = l->out_high / 4;
 	l->max_preauth_per_addr = (size_t)conf_int(srv->cfg, "listen.max_unauthenticated_per_address");
+	l->max_preauth = max_conns / 4 > 0 ? max_conns / 4 : 1;
 	l->handshake_timeout = (int)conf_int(srv->cfg, "listen.handshake_timeout");
 	l->idle_timeout = (int)conf_int(srv->cfg, "listen.idle_timeout");
 	l->enroll_timeout = (int)conf_int(srv->cfg, "listen.enroll_timeout");

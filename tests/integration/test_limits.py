@@ -403,6 +403,50 @@ def test_connections_per_address(ctx):
     wait_until(let_in, 10, "a TLS handshake from 127.0.0.2 after its connections closed")
 
 
+def test_unauthenticated_total(ctx):
+    """listen.max_connections = 40: at most a quarter (10) unauthenticated
+    connections in all, whatever the address (was: only the per-address
+    cap, which many addresses, or one IPv6 client's /64, get round); a
+    connected agent keeps its connection and its events are acknowledged;
+    once they close, new connections are taken again."""
+    srv = ctx.server(sync_interval=None, extra_conf="")
+    srv.conf.write_text(srv.conf_text().replace("  handshake_timeout", "  max_connections = 40;\n"
+                                                "  handshake_timeout", 1))
+    srv.start()
+    token = srv.token_create("fleet")
+    kept = ctx.agent(srv, "kept", keep=True, db_age_days=0.1)
+    kept.enroll(token)
+    kept.start()
+    wait_synced(srv, ["kept"])
+    wait_until(lambda: srv.hosts_by_name()["kept"]["connected"], 10, "the kept agent to stay connected")
+    held = []
+    try:
+        for i in range(14):
+            held.append(_connect(srv.listen_port, source="127.0.1.%d" % (i + 1)))
+        time.sleep(1.0)
+        closed = [s for s in held if _is_closed(s)]
+        check(len(closed) == 4 and all(not _is_closed(s) for s in held[:10]),
+              "%d of 14 unauthenticated connections from 14 addresses were refused, expected 4 (10 in all)"
+              % len(closed))
+        check(srv.log_count("unauthenticated connections open, a quarter of listen.max_connections") >= 1,
+              "no log line about the refused connections")
+        eid = kept.event("while unauthenticated connections fill their quarter")
+        wait_until(lambda: eid in db_event_ids(srv, kept.uid)[2] and kept.queued() == 0, 20,
+                   "the connected agent's event to be stored and acknowledged")
+        check(srv.hosts_by_name()["kept"]["connected"], "the connected agent lost its connection")
+    finally:
+        for s in held:
+            s.close()
+
+    def let_in():
+        try:
+            _tls(_connect(srv.listen_port, source="127.0.1.20")).close()
+            return True
+        except (OSError, ssl.SSLError):
+            return False
+    wait_until(let_in, 10, "a TLS handshake after the unauthenticated connections closed")
+
+
 def test_file_limit(ctx):
     """custosd started with an open-file limit of 64 (default
     listen.max_connections 20,000) warns and serves fewer agents; more
