@@ -56,6 +56,7 @@ struct conn {
 	bool preauth;             /* counted in the listener's per-address table */
 	bool enroll_seen;         /* no certificate: its one enroll came, nothing may follow */
 	bool throttled;           /* reading paused until the output drains */
+	size_t stall_out;         /* output bytes when the stall deadline was (re)armed */
 	bool sync_asked;          /* sync_now sent, no sync since: a close may have lost it */
 };
 
@@ -130,6 +131,7 @@ conn_check_output(struct conn *c)
 	/* an unauthenticated connection keeps its enrolment deadline */
 	if (!c->preauth) {
 		struct timeval tv = { l->write_timeout, 0 };
+		c->stall_out = evbuffer_get_length(bufferevent_get_output(c->bev));
 		event_add(c->deadline, &tv);
 	}
 	log_debug("agent", "%s: %zu byte(s) of replies waiting: not reading until they drain", c->peer,
@@ -789,6 +791,15 @@ conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
 			    "certificate (listen.enroll_timeout; %llu more such connection(s) closed since the "
 			    "last line)", c->peer, l->enroll_timeout, (unsigned long long)quiet);
 	} else {
+		size_t left = c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+		if (c->throttled && left < c->stall_out) {
+			/* slow, but it takes our replies: another write_timeout from
+			 * what is left now */
+			struct timeval tv = { l->write_timeout, 0 };
+			c->stall_out = left;
+			event_add(c->deadline, &tv);
+			return;
+		}
 		conn_stalled(c);
 	}
 	conn_close(c);

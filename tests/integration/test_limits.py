@@ -58,11 +58,13 @@ def _tls(sock, cert=None, key=None):
     return c.wrap_socket(sock, server_hostname="localhost")
 
 
-def _connect(port, source="127.0.0.1", timeout=5, sndbuf=None):
+def _connect(port, source="127.0.0.1", timeout=5, sndbuf=None, rcvbuf=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     if sndbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.bind((source, 0))
     s.connect(("127.0.0.1", port))
     return s
@@ -86,7 +88,7 @@ class _BioClient:
     to write() reaches the server once flushed, so the test knows exactly
     how many it sent even when the server stops reading."""
 
-    def __init__(self, port, cert, key):
+    def __init__(self, port, cert, key, rcvbuf=None):
         c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         c.check_hostname = False
         c.verify_mode = ssl.CERT_NONE
@@ -94,7 +96,7 @@ class _BioClient:
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = c.wrap_bio(self.inc, self.out, server_hostname="localhost")
         # a small send buffer: the server's stop shows after fewer pings
-        self.sock = _connect(port, sndbuf=64 * 1024)
+        self.sock = _connect(port, sndbuf=64 * 1024, rcvbuf=rcvbuf)
         self.sock.setblocking(False)
         self.pending = b""   # ciphertext not yet taken by the socket
         self.plain = b""     # received plaintext not yet split into frames
@@ -325,6 +327,80 @@ def test_ping_flood(ctx):
     print("ping flood: a client that did not read was stopped after %d pings (%.1f s); all answered "
           "once it read" % (pings, after))
     check(srv.status()["counters"]["stalled"] == stalled0, "the client that read again was closed as stalled")
+
+
+def test_slow_reader(ctx):
+    """An authenticated client that stops reading until the server stops
+    reading it, then takes its replies slowly but steadily (about 1 MB/s,
+    longer than listen.write_timeout = 6 s in all) keeps its connection and
+    gets every pong (was: closed as stalled write_timeout after its output
+    first piled up, however much it read meanwhile)."""
+    srv = ctx.server(sync_interval=None)
+    write_timeout = 6
+    # a bigger frame: more output may pile up (16 MB), draining it slowly
+    # takes long; the kernel's buffers (MBs on loopback) take their part
+    # first, in which time the server sees no progress
+    srv.conf.write_text(srv.conf_text().replace("  handshake_timeout", "  write_timeout = %d;\n"
+                                                "  max_frame = 16777216;\n  handshake_timeout"
+                                                % write_timeout, 1))
+    srv.start()
+    token = srv.token_create("fleet")
+    slow = ctx.agent(srv, "slow", keep=False)
+    slow.enroll(token)
+    # a small receive buffer: what it reads shows as progress at the server
+    cl = _BioClient(srv.listen_port, slow.state / "agent.pem", slow.state / "agent.key", rcvbuf=64 * 1024)
+    chunk = PING * 256
+    sent = 0
+    stalled_since = None
+    t0 = time.monotonic()
+    while True:
+        if cl.pump(read=False):
+            cl.tls.write(chunk)
+            sent += 256
+            stalled_since = None
+            check(time.monotonic() - t0 < 90, "the server read %d pings without our reading" % sent)
+            continue
+        stalled_since = stalled_since or time.monotonic()
+        if time.monotonic() - stalled_since > 1.0:
+            break
+        time.sleep(0.01)
+    pongs = 0
+    got = 0
+    t1 = time.monotonic()
+    slow_for = 3 * write_timeout
+    while pongs < sent:
+        reading_slowly = time.monotonic() - t1 < slow_for
+        try:
+            cl.pump(read=False)   # the pings the socket did not take yet
+            data = cl.sock.recv(100 * 1024 if reading_slowly else 1 << 16)
+        except BlockingIOError:
+            data = None
+        except OSError as e:
+            raise TestFailure("the connection failed after %.1f s of reading (%d bytes, %d of %d pongs): %r"
+                              % (time.monotonic() - t1, got, pongs, sent, e))
+        if data == b"":
+            raise TestFailure("the server closed the connection after %.1f s of slow reading (%d bytes, "
+                              "%d of %d pongs)" % (time.monotonic() - t1, got, pongs, sent))
+        if data:
+            got += len(data)
+            cl.inc.write(data)
+            while True:
+                try:
+                    cl.plain += cl.tls.read(1 << 16)
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    break
+            pongs += len(cl.frames())
+        check(time.monotonic() - t1 < 90, "%d of %d pongs after 90 s" % (pongs, sent))
+        if reading_slowly:
+            time.sleep(0.1)
+        elif not data:
+            time.sleep(0.005)
+    took = time.monotonic() - t1
+    print("slow reader: %d pings; all pongs after %.1f s (%.1f MB)" % (sent, took, got / 1e6))
+    check(took > write_timeout + 2, "the replies drained in %.1f s: the test needs a slower drain" % took)
+    cl.sock.close()
+    check(srv.status()["counters"]["stalled"] == 0, "the slow reader was counted as stalled")
+    check(srv.log_count("has not taken our replies") == 0, "the slow reader was logged as stalled")
 
 
 def test_enroll_deadline(ctx):
