@@ -330,13 +330,15 @@ def test_ping_flood(ctx):
 
 
 def test_slow_reader(ctx):
-    """An authenticated client that stops reading until the server stops
-    reading it, then takes its replies slowly but steadily (about 1 MB/s,
-    longer than listen.write_timeout = 6 s in all) keeps its connection and
+    """An authenticated client that sends pings while reading a trickle
+    until the server stops reading it, then takes its replies slowly but
+    steadily (about 1 MB/s, longer than listen.write_timeout = 8 s in all;
+    a small receive buffer, so that what it reads shows at the server as
+    progress) keeps its connection and
     gets every pong (was: closed as stalled write_timeout after its output
     first piled up, however much it read meanwhile)."""
     srv = ctx.server(sync_interval=None)
-    write_timeout = 6
+    write_timeout = 8
     # a bigger frame: more output may pile up (16 MB), draining it slowly
     # takes long; the kernel's buffers (MBs on loopback) take their part
     # first, in which time the server sees no progress
@@ -349,47 +351,68 @@ def test_slow_reader(ctx):
     slow.enroll(token)
     # a small receive buffer: what it reads shows as progress at the server
     cl = _BioClient(srv.listen_port, slow.state / "agent.pem", slow.state / "agent.key", rcvbuf=64 * 1024)
-    chunk = PING * 256
-    sent = 0
+    chunk = PING * 4096
+    sent = pongs = got = 0
+
+    def take(limit):
+        """Reads at most limit bytes of what arrived; counts the pongs."""
+        nonlocal got, pongs
+        try:
+            data = cl.sock.recv(limit)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            raise TestFailure("the connection failed (%d pings sent, %d bytes read, %d pongs): %r"
+                              % (sent, got, pongs, e))
+        if data == b"":
+            raise TestFailure("the server closed the connection (%d pings sent, %d bytes read, %d pongs)"
+                              % (sent, got, pongs))
+        got += len(data)
+        cl.inc.write(data)
+        while True:
+            try:
+                cl.plain += cl.tls.read(1 << 16)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+        pongs += len(cl.frames())
+        return data
+
     stalled_since = None
-    t0 = time.monotonic()
+    trickle = t0 = time.monotonic()
     while True:
-        if cl.pump(read=False):
+        # a trickle meanwhile (20 KB every 0.1 s): the server sees a peer
+        # that reads, however slowly, while it produces much faster
+        if time.monotonic() - trickle >= 0.1:
+            take(20 * 1024)
+            trickle = time.monotonic()
+        try:
+            room = cl.pump(read=False)
+        except OSError as e:
+            raise TestFailure("the connection failed while sending (%d pings sent): %r" % (sent, e))
+        if room:
             cl.tls.write(chunk)
-            sent += 256
+            sent += 4096
             stalled_since = None
             check(time.monotonic() - t0 < 90, "the server read %d pings without our reading" % sent)
             continue
         stalled_since = stalled_since or time.monotonic()
-        if time.monotonic() - stalled_since > 1.0:
+        # the server stopped reading us: from here it sees no progress
+        # until we read
+        if time.monotonic() - stalled_since > 0.3:
             break
         time.sleep(0.01)
-    pongs = 0
-    got = 0
     t1 = time.monotonic()
     slow_for = 3 * write_timeout
     while pongs < sent:
         reading_slowly = time.monotonic() - t1 < slow_for
         try:
             cl.pump(read=False)   # the pings the socket did not take yet
-            data = cl.sock.recv(100 * 1024 if reading_slowly else 1 << 16)
-        except BlockingIOError:
-            data = None
         except OSError as e:
-            raise TestFailure("the connection failed after %.1f s of reading (%d bytes, %d of %d pongs): %r"
-                              % (time.monotonic() - t1, got, pongs, sent, e))
-        if data == b"":
-            raise TestFailure("the server closed the connection after %.1f s of slow reading (%d bytes, "
-                              "%d of %d pongs)" % (time.monotonic() - t1, got, pongs, sent))
-        if data:
-            got += len(data)
-            cl.inc.write(data)
-            while True:
-                try:
-                    cl.plain += cl.tls.read(1 << 16)
-                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
-                    break
-            pongs += len(cl.frames())
+            raise TestFailure("the connection failed after %.1f s of reading: %r" % (time.monotonic() - t1, e))
+        try:
+            data = take(100 * 1024 if reading_slowly else 1 << 16)
+        except TestFailure as e:
+            raise TestFailure("after %.1f s of slow reading: %s" % (time.monotonic() - t1, e))
         check(time.monotonic() - t1 < 90, "%d of %d pongs after 90 s" % (pongs, sent))
         if reading_slowly:
             time.sleep(0.1)
