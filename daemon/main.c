@@ -105,7 +105,7 @@ static size_t
 agent_conn_limit(const struct conf *cfg)
 {
 	size_t want = (size_t)conf_int(cfg, "listen.max_connections");
-	rlim_t reserve = (rlim_t)(fds_open() + FD_RESERVE);
+	rlim_t reserve = (rlim_t)(fds_open() + FD_RESERVE) + (rlim_t)conf_int(cfg, "api.max_connections");
 	if (conf_bool(cfg, "nac.enabled"))
 		reserve += (rlim_t)conf_int(cfg, "nac.max_connections");
 	rlim_t need = (rlim_t)want + reserve;

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "accept.h"
 #include "conf.h"
 #include "hmap.h"
 #include "log.h"
@@ -874,6 +875,7 @@ struct nac {
 	struct nac_stats stats;
 	/* the query socket */
 	struct evconnlistener *evl;
+	struct accept_guard *guard;  /* accept() out of file descriptors pauses */
 	struct event *tick;
 	struct nac_conn *conns;
 	size_t max_conns;
@@ -2159,14 +2161,6 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		str_copy(c->peer, "?", sizeof(c->peer));
 }
 
-static void
-on_accept_error(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	log_warn("nac", "query socket: accept failed");
-}
-
 /* Parent directory of path (created 0755 when missing: FreeRADIUS must
  * be able to reach the socket). */
 static int
@@ -2283,7 +2277,13 @@ open_socket(struct nac *n, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	evconnlistener_set_error_cb(n->evl, on_accept_error);
+	n->guard = accept_guard_new(n->srv->base, n->evl, "nac", "query socket", "raise the open-file limit "
+	    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower nac.max_connections",
+	    &n->srv->stats.accept_pauses);
+	if (n->guard == NULL) {
+		str_fmt(err, errlen, "nac.socket: out of memory");
+		return -1;
+	}
 	return 0;
 }
 
@@ -2370,6 +2370,7 @@ nac_free(struct nac *n)
 		return;
 	while (n->conns)
 		conn_close(n->conns);
+	accept_guard_free(n->guard);
 	if (n->evl)
 		evconnlistener_free(n->evl);
 	if (n->own_socket) {

@@ -16,6 +16,7 @@
 #include "hostchange.h"
 #include "log.h"
 #include "mgmt.h"
+#include "naming.h"
 #include "registry.h"
 #include "server.h"
 #include "snapshot.h"
@@ -861,6 +862,21 @@ store_host_changed(struct store *st, struct host *h)
 	store_schedule_flush(st);
 }
 
+void
+store_host_forget(struct store *st, struct host *h)
+{
+	if (!h->dirty)
+		return;
+	for (size_t i = 0; i < st->ndirty; i++) {
+		if (st->dirty[i] != h)
+			continue;
+		memmove(st->dirty + i, st->dirty + i + 1, (st->ndirty - i - 1) * sizeof(*st->dirty));
+		st->ndirty--;
+		break;
+	}
+	h->dirty = false;
+}
+
 static void
 task_row_fill(struct event_row *r, const json_t *data)
 {
@@ -1690,9 +1706,21 @@ load_done(void *arg, int rc, const char *err)
 	}
 	int64_t now = now_s();
 	size_t merged = 0;
+	/* snapshot hosts the database does not have go first: one may hold
+	 * the name a database host has now */
+	snapshot_db_loading(srv, l->hosts, l->nhosts);
 	for (size_t i = 0; i < l->nhosts; i++) {
 		struct host *h = l->hosts[i];
 		struct host *mem = registry_host_by_uid(srv->reg, h->uid);
+		/* a memory-only host not merged yet (pending-, or from the
+		 * snapshot under an older name) gives way to a database row's name */
+		struct host *holder = registry_host_by_name(srv->reg, h->name);
+		if (holder && holder != mem && holder->id == 0 &&
+		    (holder->from_snapshot || strncmp(holder->name, "pending-", 8) == 0)) {
+			char other[sizeof(holder->name)];
+			if (naming_unique(holder->name, registry_name_taken, srv->reg, other, sizeof(other)) == 0)
+				(void)registry_rename_host(srv->reg, holder, other);
+		}
 		if (mem) {
 			/* from the snapshot, or seen while the database was away:
 			 * the database names the host and keeps its group, policy
