@@ -4,6 +4,7 @@ down serves the console and NAC from its local snapshot
 to the database when it returns. Each test_NAME(ctx) is one test; ctx is a
 harness.Ctx."""
 
+import errno
 import json
 import os
 import stat
@@ -294,10 +295,11 @@ def test_snapshot_stale_host(ctx):
 
 
 def test_snapshot_agent_first(ctx):
-    """An agent that syncs before the snapshot read is in (a big snapshot:
-    100,000 other hosts) is first a pending- host; the read gives it its
-    snapshot name and group (was: pending-XXXXXXXX for the whole outage,
-    then written into the next snapshot)."""
+    """An agent that syncs before the snapshot read is in (held back here:
+    the snapshot is a FIFO fed only after the sync) is first a pending-
+    host; the read gives it its snapshot name and group (was:
+    pending-XXXXXXXX for the whole outage, then written into the next
+    snapshot)."""
     srv = ctx.server(sync_interval=None).start()
     token = srv.token_create("first", max_uses=1)
     agent = ctx.agent(srv, "web", keep=True, db_age_days=0.1, rtp=True)
@@ -312,12 +314,28 @@ def test_snapshot_agent_first(ctx):
     doc = json.loads(snap.read_text())
     mine = [h for h in doc["hosts"] if h["uid"] == agent.uid]
     check(len(mine) == 1 and mine[0]["group_id"] > 0, "the host in the snapshot: %r" % mine)
-    # a big fleet: the read takes seconds, the agent comes first
-    filler = dict(mine[0], posture=None, group_id=0, last_ip="", wake_port=0)
-    extra = [dict(filler, uid="%032x" % (i + 1), name="filler-%d" % i) for i in range(100000)]
-    doc["hosts"] = extra + doc["hosts"]
-    doc["hosts_count"] = len(doc["hosts"])
-    snap.write_text(json.dumps(doc))
+    # the agent comes first: the snapshot is a FIFO that custosd's reader
+    # (its own thread) blocks on until the test feeds it, after the sync
+    text = json.dumps(doc).encode()
+    snap.unlink()
+    os.mkfifo(str(snap), 0o600)
+    fed = []
+
+    def feed():
+        """Writes the snapshot into the FIFO once custosd has it open."""
+        try:
+            fd = os.open(str(snap), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno == errno.ENXIO:      # no reader yet
+                return False
+            raise
+        try:
+            os.set_blocking(fd, True)
+            os.write(fd, text)
+        finally:
+            os.close(fd)
+        fed.append(True)
+        return True
     ctx.mariadb.stop()
     try:
         srv.proc = ctx.spawn([binary("custosd"), "-c", srv.conf], srv.log)
@@ -326,7 +344,8 @@ def test_snapshot_agent_first(ctx):
         wait_until(lambda: agent.log_count("synced with the server") > synced, 30,
                    "the agent to sync while the database is away")
         check("serving from the snapshot" not in srv.log_text(),
-              "the snapshot was read before the agent synced (the test needs the agent first)")
+              "the snapshot was read before it was fed")
+        wait_until(feed, 30, "custosd to open the snapshot for reading")
         wait_until(lambda: "serving from the snapshot" in srv.log_text(), 60, "the snapshot read")
         wait_until(lambda: srv.ctl_rc("status") == 0, 30, "the console to log in from the snapshot")
         h = {x["uid"]: x for x in srv.hosts()}[agent.uid]
@@ -335,6 +354,11 @@ def test_snapshot_agent_first(ctx):
               "the log does not say the pending host was named: %s" % srv.log_text()[-1500:])
         check(srv.hosts_by_name().get("web", {}).get("connected"), "the agent's host is not connected")
     finally:
+        if not fed:
+            try:
+                feed()      # never leave custosd's reader blocked on the FIFO
+            except OSError:
+                pass
         ctx.mariadb.ensure_running()
     wait_until(lambda: srv.status().get("source") == "database", 60, "the status to say the database")
     h = {x["uid"]: x for x in srv.hosts()}[agent.uid]
