@@ -43,7 +43,14 @@ struct agent {
 	bool want_sync;           /* a sync is due on the next connection */
 	bool sync_inflight;
 	json_t *inflight;         /* event ids sent, waiting for ack/nack */
-	size_t server_max_frame;  /* the server's listen.max_frame (sync_ok), 0 unknown */
+	size_t server_max_frame;  /* the server's listen.max_frame (this connection's
+	                             sync_ok), 0 unknown */
+	bool frame_known;         /* this connection's sync_ok or pong came (or
+	                             the sync failed): events may go, and an event
+	                             larger than agent_max_frame() may be set aside */
+	bool ping_inflight;       /* a ping asking for the limit, before events */
+	uint64_t batches_sent;    /* events messages sent (this run) */
+	uint64_t sync_batch;      /* batches_sent when the sync in flight was sent */
 	int backoff_ms;
 	int64_t sync_interval;
 	int64_t last_report;      /* last immediate sync reporting an applied policy */
@@ -51,6 +58,8 @@ struct agent {
 	struct event *sync_timer, *retry_timer, *keepalive_timer, *check_timer;
 	bool check_known;         /* check_rtp/check_db hold a first observation */
 	bool check_rtp;
+	bool rtp_pending;         /* one reading differed from check_rtp: the
+	                             next one confirms the change (no flapping) */
 	int64_t check_db;         /* database version at the last check, -1 none */
 	struct event *spool_ev, *wake_ev;
 	int inotify_fd, wake_fd;

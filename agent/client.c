@@ -33,6 +33,7 @@
 #define ENVELOPE_MAX 256	/* {"type":"events","events":[...]} around a batch */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
+#define RTP_CONFIRM_MS 2000	/* second reading of a clamonacc change */
 
 static void agent_connect(struct agent *a);
 
@@ -43,7 +44,8 @@ keep_connection(const struct agent *a)
 }
 
 /* The largest message both sides accept: agent.max_frame, or less when the
- * server said in sync_ok that its listen.max_frame is smaller. */
+ * server said in this connection's sync_ok that its listen.max_frame is
+ * smaller (a server restarted with another limit says so again). */
 static size_t
 agent_max_frame(const struct agent *a)
 {
@@ -81,6 +83,10 @@ agent_disconnect(struct agent *a)
 		a->bev = NULL;
 	}
 	a->connected = a->connecting = false;
+	/* the next server may take more or less: learnt again from its
+	 * sync_ok or pong */
+	a->server_max_frame = 0;
+	a->frame_known = a->ping_inflight = false;
 	if (a->sync_inflight) {
 		a->sync_inflight = false;
 		a->want_sync = true;
@@ -122,7 +128,7 @@ agent_retry_later(struct agent *a)
 static void
 agent_maybe_close(struct agent *a)
 {
-	if (keep_connection(a) || a->sync_inflight || a->inflight || a->want_sync)
+	if (keep_connection(a) || a->sync_inflight || a->inflight || a->want_sync || a->ping_inflight)
 		return;
 	if (evq_count(a->q) > 0)
 		return;
@@ -169,13 +175,16 @@ agent_send_sync(struct agent *a)
 	json_t *posture = posture_collect(&a->pc);
 	a->want_sync = false;
 	a->sync_inflight = true;
+	a->sync_batch = a->batches_sent;
 	if (agent_send(a, json_pack("{s:s, s:o, s:i, s:s, s:I, s:I, s:I, s:o, s:s, s:o}", "type", "sync",
 	    "posture", posture ? posture : json_object(), "wake_port", (int)conf_int(a->cfg, "agent.wake_port"),
 	    "agent_version", AGENT_VERSION, "queue_dropped", (json_int_t)evq_dropped(a->q),
 	    "queue_oversized", (json_int_t)evq_oversized(a->q),
 	    "wake_dropped", (json_int_t)a->wake_dropped, "policy", policy_apply_report(a),
-	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a))) < 0)
+	    "tasks_hash", tasks_hash(a), "tags", agent_tags(a))) < 0) {
 		a->sync_inflight = false; /* logged; the sync timer tries again */
+		a->frame_known = true;    /* events go within agent.max_frame */
+	}
 }
 
 /* sync_ok carries the policy document and the task list when they changed. */
@@ -196,9 +205,19 @@ agent_send_events(struct agent *a)
 {
 	if (!a->connected || a->inflight)
 		return;
-	/* the first sync_ok says how large a message the server takes */
-	if (a->server_max_frame == 0 && a->sync_inflight)
+	/* this connection's sync_ok (or pong, when no sync is due) says how
+	 * large a message the server takes (it may have restarted with another
+	 * listen.max_frame): no event goes, and none is set aside as too large,
+	 * before it came or the sync failed */
+	if (!a->frame_known) {
+		if (!a->sync_inflight && !a->ping_inflight && evq_count(a->q) > 0) {
+			if (agent_send(a, json_pack("{s:s}", "type", "ping")) == 0)
+				a->ping_inflight = true;
+			else
+				a->frame_known = true;	/* logged: agent.max_frame */
+		}
 		return;
+	}
 	/* a batch fills one message at most; an event larger than that is
 	 * set aside by the queue and reported instead */
 	size_t max = agent_max_frame(a);
@@ -220,6 +239,18 @@ agent_send_events(struct agent *a)
 		return;
 	}
 	a->inflight = ids;
+	a->batches_sent++;
+}
+
+static bool
+was_inflight(const struct agent *a, const char *id)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(a->inflight, i, v)
+		if (id && json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+			return true;
+	return false;
 }
 
 static void
@@ -236,14 +267,23 @@ handle_ack(struct agent *a, json_t *msg)
 	free(list);
 	a->events_acked += removed;
 	log_debug("client", "server committed %zu event(s)", removed);
-	/* events the server refused would be refused again: set them aside */
+	/* events the server refused would be refused again: set them aside;
+	 * one that cannot be moved (rejected/ unwritable, disk full) is held
+	 * out of the batches until the agent restarts, not sent again at once */
 	size_t i;
 	json_t *r;
 	json_array_foreach(json_object_get(msg, "refused"), i, r) {
 		char why[512];
+		const char *id = json_string_value(json_object_get(r, "id"));
+		if (!was_inflight(a, id) || evq_is_held(a->q, id))
+			continue;
 		str_fmt(why, sizeof(why), "the server refused it (%s)",
 		    json_string_value(json_object_get(r, "reason")) ?: "no reason given");
-		evq_reject_id(a->q, json_string_value(json_object_get(r, "id")), why);
+		if (evq_reject_id(a->q, id, why) < 0) {
+			evq_hold(a->q, id);
+			log_warnx("client", "event %s: %s, and it cannot be set aside; left in the "
+			    "spool, not sent again until the agent restarts", id, why);
+		}
 	}
 	json_decref(a->inflight);
 	a->inflight = NULL;
@@ -262,6 +302,7 @@ handle_message(struct agent *a, json_t *msg)
 		a->sync_inflight = false;
 		if (frame >= 1024)
 			a->server_max_frame = (size_t)frame;
+		a->frame_known = true;
 		a->syncs_ok++;
 		a->backoff_ms = BACKOFF_MIN_MS;
 		if (next > 0)
@@ -300,6 +341,19 @@ handle_message(struct agent *a, json_t *msg)
 				schedule(a->sync_timer, due * 1000);
 			}
 		}
+		/* asked for while it was in flight, after events it may predate */
+		if (a->want_sync && !a->sync_inflight)
+			agent_send_sync(a);
+	} else if (strcmp(type, "pong") == 0) {
+		/* a server that names no limit: agent.max_frame */
+		json_int_t frame = json_integer_value(json_object_get(msg, "max_frame"));
+		a->ping_inflight = false;
+		if (!a->frame_known) {
+			if (frame >= 1024)
+				a->server_max_frame = (size_t)frame;
+			a->frame_known = true;
+			agent_send_events(a);
+		}
 	} else if (strcmp(type, "ack") == 0) {
 		handle_ack(a, msg);
 	} else if (strcmp(type, "nack") == 0) {
@@ -310,8 +364,17 @@ handle_message(struct agent *a, json_t *msg)
 		schedule(a->retry_timer, (after > 0 ? after : 5) * 1000);
 		return;
 	} else if (strcmp(type, "sync_now") == 0) {
-		log_info("client", "server asked for a sync");
-		agent_send_sync(a);
+		/* a sync in flight answers it, unless events went after it:
+		 * then one more once it is done (never a pile of them) */
+		if (!a->sync_inflight) {
+			log_info("client", "server asked for a sync");
+			agent_send_sync(a);
+		} else if (a->batches_sent > a->sync_batch) {
+			log_debug("client", "server asked for a sync; after the one in flight");
+			a->want_sync = true;
+		} else {
+			log_debug("client", "server asked for a sync; one is in flight");
+		}
 	} else if (strcmp(type, "error") == 0) {
 		const char *code = json_string_value(json_object_get(msg, "code"));
 		log_warnx("client", "server error %s: %s", code ?: "?",
@@ -324,6 +387,12 @@ handle_message(struct agent *a, json_t *msg)
 		a->sync_inflight = false;
 		json_decref(a->inflight);
 		a->inflight = NULL;
+		if (!a->frame_known) {
+			/* the sync was refused (no events went yet): events go
+			 * within agent.max_frame */
+			a->frame_known = true;
+			agent_send_events(a);
+		}
 	}
 	agent_maybe_close(a);
 }
@@ -519,9 +588,29 @@ agent_check_posture(struct agent *a)
 	char msg[160];
 	if (!a->pc.clamav_enabled)
 		return;
-	bool rtp = clamav_onacc_running(a->pc.clamonacc_pidfile, "/proc");
+	bool raw = clamav_onacc_running(a->pc.clamonacc_pidfile, "/proc");
 	int64_t db = clamav_db_version(plugin_path(a->pc.clamav_db_dir, "/var/lib/clamav"));
-	if (a->check_known && rtp != a->check_rtp)
+	/* a header that could not be read this once (freshclam replacing the
+	 * file) is no downgrade to "none" and back */
+	if (a->check_known && db < 0 && a->check_db >= 0)
+		db = a->check_db;
+	/* clamonacc stopping or starting counts when two readings in a row
+	 * agree (on_check_timer takes the second one RTP_CONFIRM_MS later): a
+	 * crash-looping clamonacc is not an event and a sync every check */
+	bool rtp = raw, rtp_changed = false;
+	if (a->check_known) {
+		rtp = a->check_rtp;
+		if (raw == a->check_rtp)
+			a->rtp_pending = false;
+		else if (!a->rtp_pending)
+			a->rtp_pending = true;
+		else {
+			a->rtp_pending = false;
+			rtp = raw;
+			rtp_changed = true;
+		}
+	}
+	if (rtp_changed)
 		queue_change(a, rtp ? "info" : "warning", rtp ? "rtp_started" : "rtp_stopped",
 		    rtp ? "real-time protection (clamonacc) started" :
 		    "real-time protection (clamonacc) stopped", NULL);
@@ -544,7 +633,8 @@ on_check_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	agent_check_posture(a);
-	schedule(a->check_timer, conf_int(a->cfg, "agent.posture_check_interval") * 1000);
+	schedule(a->check_timer, a->rtp_pending ? RTP_CONFIRM_MS :
+	    conf_int(a->cfg, "agent.posture_check_interval") * 1000);
 }
 
 static void

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "log.h"
 #include "util.h"
 
@@ -42,9 +44,14 @@
 /* Room for "<dir>/corrupt/<name>.tmp.<pid>" in every path we build. */
 #define EVQ_DIR_MAX	(PATH_MAX - EVQ_NAME_LEN - 64)
 
+/* Ids this process leaves out of batches (evq_hold), oldest overwritten. */
+#define EVQ_HELD_MAX	256
+
 struct evq {
 	char	 dir[PATH_MAX];
 	size_t	 max_events;
+	char	 held[EVQ_HELD_MAX][EVQ_ID_LEN];
+	size_t	 nheld, held_next;
 };
 
 struct evq_name {
@@ -113,6 +120,37 @@ static int
 name_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct evq_name *)a)->s, ((const struct evq_name *)b)->s);
+}
+
+static bool
+name_held(const struct evq *q, const char *name)
+{
+	for (size_t i = 0; i < q->nheld; i++)
+		if (memcmp(q->held[i], name + EVQ_ID_OFF, EVQ_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+bool
+evq_is_held(const struct evq *q, const char *id)
+{
+	if (id == NULL || strlen(id) != EVQ_ID_LEN)
+		return false;
+	for (size_t i = 0; i < q->nheld; i++)
+		if (memcmp(q->held[i], id, EVQ_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+void
+evq_hold(struct evq *q, const char *id)
+{
+	if (id == NULL || !id_valid(id) || evq_is_held(q, id))
+		return;
+	memcpy(q->held[q->held_next], id, EVQ_ID_LEN);
+	q->held_next = (q->held_next + 1) % EVQ_HELD_MAX;
+	if (q->nheld < EVQ_HELD_MAX)
+		q->nheld++;
 }
 
 static int
@@ -740,7 +778,21 @@ evq_trim_rejected(const char *rdir)
 	free(r);
 }
 
-/* Moves name to "<dir>/rejected/" (created 0700). 0 or -1 (logged). */
+static int
+fsync_path(const char *dir)
+{
+	int fd, rc;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* Moves name to "<dir>/rejected/" (created 0700), then makes both
+ * directories durable (the new name first: a crash leaves the event in one
+ * of them, never in none). 0 or -1 (logged). */
 static int
 evq_move_rejected(struct evq *q, const char *name, char *rdir, size_t rdirlen)
 {
@@ -750,7 +802,10 @@ evq_move_rejected(struct evq *q, const char *name, char *rdir, size_t rdirlen)
 	    evq_path(q, "rejected", rdir, rdirlen) < 0 ||
 	    str_fmt(to, sizeof(to), "%s/%s", rdir, name) < 0)
 		return -1;
-	if (mkdir(rdir, 0700) < 0 && errno != EEXIST) {
+	if (mkdir(rdir, 0700) == 0) {
+		if (evq_fsync_dir(q) < 0)
+			log_warn("evqueue", "%s: cannot fsync", q->dir);
+	} else if (errno != EEXIST) {
 		log_warn("evqueue", "%s: cannot create; event %s left in place", rdir, name);
 		return -1;
 	}
@@ -759,6 +814,8 @@ evq_move_rejected(struct evq *q, const char *name, char *rdir, size_t rdirlen)
 			log_warn("evqueue", "%s: cannot move it to %s", from, rdir);
 		return -1;
 	}
+	if (fsync_path(rdir) < 0)
+		log_warn("evqueue", "%s: cannot fsync", rdir);
 	if (evq_fsync_dir(q) < 0)
 		log_warn("evqueue", "%s: cannot fsync", q->dir);
 	return 0;
@@ -791,43 +848,101 @@ evq_reject_id(struct evq *q, const char *id, const char *why)
 	return rc;
 }
 
-/* An event too large for any message: moved to "<dir>/rejected/", counted,
- * and replaced by a small event that says so. */
+/* The id of the event_too_large report of event id: derived from it, so
+ * that the report queued again after a crash (before the event was moved)
+ * is the same event, recognised as a resend by the queue and the server. */
+static int
+report_id(const char *id, char out[EVQ_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char in[64];
+
+	if (str_fmt(in, sizeof(in), "event_too_large:%s", id) < 0 ||
+	    EVP_Digest(in, strlen(in), md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen < EVQ_ID_LEN / 2)
+		return -1;
+	for (size_t i = 0; i < EVQ_ID_LEN / 2; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[EVQ_ID_LEN] = '\0';
+	return 0;
+}
+
+static bool
+evq_has_id(const struct evq *q, const char *id)
+{
+	struct evq_name *names = NULL;
+	size_t n = 0;
+	bool found = false;
+
+	if (evq_scan(q, &names, &n, false) < 0)
+		return false;
+	for (size_t i = 0; i < n && !found; i++)
+		found = name_has_id(names[i].s, id);
+	free(names);
+	return found;
+}
+
+/* An event too large for any message: reported by a small event that says
+ * so (queued first: a crash before the move queues the same report again,
+ * recognised by its id), moved to "<dir>/rejected/" and counted. When it
+ * cannot be moved it stays in the spool, held out of batches for this run:
+ * reported and counted once all the same. */
 static void
 evq_reject(struct evq *q, const char *name, const json_t *ev, size_t size, size_t limit)
 {
-	char rdir[PATH_MAX], to[PATH_MAX], msg[512], err[256];
+	char rdir[PATH_MAX], to[PATH_MAX], msg[512], err[256], rid[EVQ_ID_LEN + 1];
 	const char *id = json_string_value(json_object_get(ev, "id"));
 	const char *kind = json_string_value(json_object_get(ev, "kind"));
+	bool moved, reported = true, again = false;
 	uint64_t total = 0;
 	int fd;
 
-	if (evq_move_rejected(q, name, rdir, sizeof(rdir)) < 0 ||
+	if (evq_path(q, "rejected", rdir, sizeof(rdir)) < 0 ||
 	    str_fmt(to, sizeof(to), "%s/%s", rdir, name) < 0)
 		return;
+	if (kind != NULL && strcmp(kind, "event_too_large") != 0) {
+		str_fmt(msg, sizeof(msg), "event %s of kind %s (%zu bytes) was larger "
+		    "than a message may be (%zu bytes); the agent kept it in %s", id,
+		    kind, size, limit, rdir);
+		json_t *data = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "kind",
+		    kind, "size", (json_int_t)size, "limit", (json_int_t)limit);
+		json_t *rep = data ? evq_make_event("error", "event_too_large", msg,
+		    data) : NULL;
+		if (rep == NULL || report_id(id, rid) < 0 ||
+		    json_object_set_new(rep, "id", json_string(rid)) < 0) {
+			reported = false;
+			str_copy(err, "out of memory", sizeof(err));
+		} else if ((again = evq_has_id(q, rid)))
+			;	/* queued before a crash: counted then */
+		else if (evq_enqueue(q, rep, err, sizeof(err)) < 0)
+			reported = false;
+		if (!reported)
+			log_warnx("evqueue", "%s: cannot queue the report of oversized "
+			    "event %s: %s", q->dir, id, err);
+		json_decref(rep);
+		json_decref(data);
+	}
+	/* without its report the event stays (a later run reports it) */
+	moved = reported && evq_move_rejected(q, name, rdir, sizeof(rdir)) == 0;
+	if (!moved)
+		evq_hold(q, id);
 	if ((fd = evq_lock(q)) >= 0) {
-		total = counter_add(q, "oversized", 1);
+		total = again ? counter_read(q, "oversized") : counter_add(q, "oversized", 1);
 		evq_unlock(q, fd);
 	}
 	log_warnx("evqueue", "event %s (kind %s) is %zu bytes, more than the %zu "
-	    "bytes a message to the server may carry; moved to %s (%llu such "
-	    "event(s) so far). Put less in its \"data\" or raise agent.max_frame "
-	    "and the server's listen.max_frame", id, kind, size, limit, to,
+	    "bytes a message to the server may carry; %s%s (%llu such event(s) so "
+	    "far). Put less in its \"data\" or raise agent.max_frame and the "
+	    "server's listen.max_frame", id, kind, size, limit,
+	    moved ? "moved to " : "cannot be set aside: left in the spool and "
+	    "not sent again until the agent restarts", moved ? to : "",
 	    (unsigned long long)total);
-	evq_trim_rejected(rdir);
-	if (kind != NULL && strcmp(kind, "event_too_large") == 0)
-		return;
-	str_fmt(msg, sizeof(msg), "event %s of kind %s (%zu bytes) was larger than "
-	    "a message may be (%zu bytes); the agent kept it in %s", id, kind, size,
-	    limit, rdir);
-	json_t *data = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "kind", kind,
-	    "size", (json_int_t)size, "limit", (json_int_t)limit);
-	json_t *rep = data ? evq_make_event("error", "event_too_large", msg, data) : NULL;
-	if (rep == NULL || evq_enqueue(q, rep, err, sizeof(err)) < 0)
-		log_warnx("evqueue", "%s: cannot queue the report of oversized event "
-		    "%s: %s", q->dir, id, rep ? err : "out of memory");
-	json_decref(rep);
-	json_decref(data);
+	if (moved)
+		evq_trim_rejected(rdir);
 }
 
 json_t *
@@ -847,7 +962,7 @@ evq_peek_batch(struct evq *q, size_t max, size_t max_bytes)
 		return NULL;
 	}
 	for (size_t i = 0; i < n && json_array_size(out) < max; i++) {
-		if ((ev = evq_load(q, names[i].s)) == NULL)
+		if (name_held(q, names[i].s) || (ev = evq_load(q, names[i].s)) == NULL)
 			continue;
 		size_t size = json_dumpb(ev, NULL, 0, JSON_COMPACT) + 1;
 		if (max_bytes > 0 && size > max_bytes) {
@@ -924,14 +1039,16 @@ size_t
 evq_count(struct evq *q)
 {
 	struct evq_name *names = NULL;
-	size_t n = 0;
+	size_t n = 0, held = 0;
 
 	if (evq_scan(q, &names, &n, false) < 0) {
 		log_warn("evqueue", "%s: cannot list", q->dir);
 		return 0;
 	}
+	for (size_t i = 0; q->nheld > 0 && i < n; i++)
+		held += name_held(q, names[i].s);
 	free(names);
-	return n;
+	return n - held;
 }
 
 uint64_t

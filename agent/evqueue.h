@@ -18,6 +18,7 @@
 #ifndef CUSTOS_EVQUEUE_H
 #define CUSTOS_EVQUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
@@ -40,11 +41,15 @@ int evq_enqueue(struct evq *q, json_t *ev, char *err, size_t errlen);
 json_t *evq_peek(struct evq *q, size_t max);
 /* Like evq_peek(), and the events' serialized sizes (compact JSON, plus one
  * byte each for the separating comma) add up to at most max_bytes. An event
- * that alone is larger than max_bytes can never be sent: it is moved to
- * "<dir>/rejected/" (the newest EVQ_REJECTED_KEEP are kept), logged, counted
- * (evq_oversized()) and replaced by a small event of kind
- * "event_too_large" {id, kind, size, limit} at the end of the queue. An
- * event of kind "event_too_large" is never replaced again. */
+ * that alone is larger than max_bytes can never be sent: it is replaced by a
+ * small event of kind "event_too_large" {id, kind, size, limit} at the end
+ * of the queue (queued first, with an id derived from the event's, so that
+ * a crash before the move below queues the same report again), then moved
+ * to "<dir>/rejected/" (the newest EVQ_REJECTED_KEEP are kept; both
+ * directories fsynced), logged and counted (evq_oversized()). When it
+ * cannot be moved (or its report cannot be queued) it stays in the spool,
+ * held (evq_hold), and is logged and counted once. An event of kind
+ * "event_too_large" is never replaced again. Held events are skipped. */
 json_t *evq_peek_batch(struct evq *q, size_t max, size_t max_bytes);
 #define EVQ_REJECTED_KEEP 100
 
@@ -53,10 +58,18 @@ json_t *evq_peek_batch(struct evq *q, size_t max, size_t max_bytes);
  * such event is queued or it cannot be moved (logged). */
 int evq_reject_id(struct evq *q, const char *id, const char *why);
 
+/* Leaves the event with this id out of evq_peek*() and evq_count() of this
+ * struct evq (in memory: until the process ends), e.g. a refused event that
+ * cannot be set aside; it stays in the spool. At most 256 ids are held, the
+ * oldest is forgotten first. */
+void evq_hold(struct evq *q, const char *id);
+bool evq_is_held(const struct evq *q, const char *id);
+
 /* Removes the events whose ids are listed (unknown ids are ignored).
  * Returns the number removed. */
 size_t evq_ack(struct evq *q, const char *const *ids, size_t n);
 
+/* Queued events, without those held by this process. */
 size_t evq_count(struct evq *q);
 uint64_t evq_dropped(struct evq *q);
 /* Events set aside because they were larger than a message (persistent). */

@@ -104,7 +104,7 @@ static size_t
 agent_conn_limit(const struct conf *cfg)
 {
 	size_t want = (size_t)conf_int(cfg, "listen.max_connections");
-	rlim_t reserve = (rlim_t)(fds_open() + FD_RESERVE);
+	rlim_t reserve = (rlim_t)(fds_open() + FD_RESERVE) + (rlim_t)conf_int(cfg, "api.max_connections");
 	if (conf_bool(cfg, "nac.enabled"))
 		reserve += (rlim_t)conf_int(cfg, "nac.max_connections");
 	rlim_t need = (rlim_t)want + reserve;
@@ -462,6 +462,17 @@ hosts_reshaped(void *arg)
 	fleet_mark_dirty(arg);
 }
 
+/* a snapshot host the database does not have leaves the registry: as a
+ * deleted host, its connected agent is closed with unknown_host */
+static void
+snapshot_host_dropped(void *arg, struct host *h)
+{
+	struct server *srv = arg;
+	listener_drop_host(srv->lis, h);
+	if (srv->store)
+		store_host_forget(srv->store, h);
+}
+
 /* ---- what the fleet reads from the modules above it ---- */
 
 /* nac_hosts[] is indexed by enum nac_token; CUSTOS-MIB numbers its objects
@@ -586,7 +597,7 @@ main(int argc, char **argv)
 	if ((srv->snap = snapshot_new(srv, snap_path, err, sizeof(err))) == NULL)
 		fatalx("main", "%s", err);
 	snapshot_set_hooks(srv->snap, &(struct snapshot_hooks){
-	    .served = snapshot_served, .hosts_reshaped = hosts_reshaped,
+	    .served = snapshot_served, .hosts_reshaped = hosts_reshaped, .host_dropped = snapshot_host_dropped,
 	    .admins_export = snapshot_admins_export, .admins_seed = snapshot_admins_seed, .arg = srv });
 	struct fleet_params fp;
 	fleet_params_from(srv->cfg, &fp);

@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "core/accept.h"
 #include "core/bounds.h"
 #include "conf.h"
 #include "fleet/fleet.h"
@@ -31,12 +32,11 @@
 #include "util.h"
 
 #define MAX_EVENTS_PER_MSG 1000
+#define SYNC_NOW_RESEND_S 60	/* a resent posture event asks for a sync again */
 #define AGENT_CERT_DAYS 3650
 /* Before authentication only one enroll (token, CSR, host name: about 1 KiB)
  * may come; a larger frame there is abuse. */
 #define PREAUTH_MAX_FRAME (16 * 1024)
-/* accept() out of file descriptors: how long the listener pauses */
-#define ACCEPT_PAUSE_MS 250
 
 struct conn {
 	struct listener *lis;
@@ -44,6 +44,7 @@ struct conn {
 	struct conn *prev, *next;
 	char peer[80];            /* "ip:port" for messages */
 	char ip[64];
+	char key[64];             /* its entry in the per-address table */
 	char uid[33];             /* CN of a verified client certificate, "" if none */
 	struct host *host;
 	struct event *deadline;   /* handshake, enroll or stalled-output deadline */
@@ -54,12 +55,13 @@ struct conn {
 	bool preauth;             /* counted in the listener's per-address table */
 	bool enroll_seen;         /* no certificate: its one enroll came, nothing may follow */
 	bool throttled;           /* reading paused until the output drains */
+	size_t stall_out;         /* output bytes when the stall deadline was (re)armed */
 	bool sync_asked;          /* sync_now sent, no sync since: a close may have lost it */
 };
 
-/* unauthenticated connections of one client address */
+/* unauthenticated connections of one client address (an IPv6 /64) */
 struct addr_count {
-	char ip[64];
+	char ip[64];              /* the key (listener_addr_key) */
 	size_t n;
 };
 
@@ -78,11 +80,13 @@ struct listener {
 	size_t max_frame;
 	size_t out_high, out_low;  /* output bytes: stop reading above, resume at or below */
 	size_t max_preauth_per_addr;
+	size_t npreauth, max_preauth;  /* unauthenticated connections, all addresses */
 	int handshake_timeout, idle_timeout, enroll_timeout, write_timeout;
 	struct hmap *preauth;      /* ip -> struct addr_count */
 	struct hmap *live;         /* host uid -> its newest connection (key: conn's uid) */
-	struct event *accept_resume;
-	struct ratelog log_limit, log_addr, log_preauth, log_stalled, log_accept, log_hs_timeout, log_hs_eof;
+	struct accept_guard *guard;  /* accept() out of file descriptors pauses */
+	struct ratelog log_limit, log_addr, log_preauth_all, log_preauth, log_stalled, log_hs_timeout,
+	    log_hs_eof;
 	void (*push_lost)(void *arg, struct host *h);
 	void *push_lost_arg;
 	bool stopping;
@@ -127,6 +131,7 @@ conn_check_output(struct conn *c)
 	/* an unauthenticated connection keeps its enrolment deadline */
 	if (!c->preauth) {
 		struct timeval tv = { l->write_timeout, 0 };
+		c->stall_out = evbuffer_get_length(bufferevent_get_output(c->bev));
 		event_add(c->deadline, &tv);
 	}
 	log_debug("agent", "%s: %zu byte(s) of replies waiting: not reading until they drain", c->peer,
@@ -552,15 +557,25 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 		return;
 	}
 	e->refused = refused;
-	bool posture_changed = false;
+	const char *posture_id = NULL;
 	json_array_foreach(events, i, ev) {
 		json_array_append(ids, json_object_get(ev, "id"));
 		if (kind_changes_posture(json_string_value(json_object_get(ev, "kind"))))
-			posture_changed = true;
+			posture_id = json_string_value(json_object_get(ev, "id"));
 	}
-	if (posture_changed) {
-		log_debug("agent", "%s: a posture fact changed; asking for a sync", c->peer);
-		conn_send(c, json_pack("{s:s}", "type", "sync_now"));
+	/* a batch whose newest posture event asked for a sync already is a
+	 * resend (after a nack, every 5 s while the database is away, or after
+	 * a reconnection): it asks again only SYNC_NOW_RESEND_S later, in case
+	 * the first sync_now was lost with its connection */
+	if (posture_id != NULL) {
+		int64_t now = now_s();
+		bool resend = strcmp(posture_id, h->posture_event) == 0;
+		if (!resend || now - h->posture_sync_at >= SYNC_NOW_RESEND_S) {
+			log_debug("agent", "%s: a posture fact changed; asking for a sync", c->peer);
+			conn_send(c, json_pack("{s:s}", "type", "sync_now"));
+			str_copy(h->posture_event, posture_id, sizeof(h->posture_event));
+			h->posture_sync_at = now;
+		}
 	}
 	e->c = c;
 	e->ids = ids;
@@ -583,7 +598,10 @@ conn_dispatch(struct conn *c, json_t *msg)
 		return;
 	}
 	if (strcmp(type, "ping") == 0) {
-		conn_send(c, json_pack("{s:s}", "type", "pong"));
+		/* with the limit on messages: an agent learns it before it sends
+		 * events on a connection without a sync */
+		conn_send(c, json_pack("{s:s, s:I}", "type", "pong", "max_frame", (json_int_t)(
+		    c->uid[0] != '\0' ? c->lis->max_frame : preauth_max_frame(c->lis))));
 		return;
 	}
 	if (c->uid[0] == '\0') {
@@ -724,9 +742,10 @@ preauth_release(struct conn *c)
 	if (!c->preauth)
 		return;
 	c->preauth = false;
-	struct addr_count *ac = hmap_get(l->preauth, c->ip);
+	l->npreauth--;
+	struct addr_count *ac = hmap_get(l->preauth, c->key);
 	if (ac && --ac->n == 0)
-		free(hmap_del(l->preauth, c->ip));
+		free(hmap_del(l->preauth, c->key));
 }
 
 /* Logs (rate-limited) and counts a connection closed because the peer takes
@@ -790,6 +809,15 @@ conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
 			    "certificate (listen.enroll_timeout; %llu more such connection(s) closed since the "
 			    "last line)", c->peer, l->enroll_timeout, (unsigned long long)quiet);
 	} else {
+		size_t left = c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+		if (c->throttled && left < c->stall_out) {
+			/* slow, but it takes our replies: another write_timeout from
+			 * what is left now */
+			struct timeval tv = { l->write_timeout, 0 };
+			c->stall_out = left;
+			event_add(c->deadline, &tv);
+			return;
+		}
 		conn_stalled(c);
 	}
 	conn_close(c);
@@ -867,24 +895,45 @@ conn_close(struct conn *c)
 		free(c);
 }
 
+int
+listener_addr_key(const struct sockaddr *sa, char *ip, size_t iplen, char *key, size_t keylen)
+{
+	int port = 0;
+	str_copy(ip, "?", iplen);
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)iplen);
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		struct in6_addr a = s6->sin6_addr;
+		port = ntohs(s6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&a)) {
+			/* an IPv4 client on a dual-stack socket: its IPv4 address */
+			inet_ntop(AF_INET, &a.s6_addr[12], ip, (socklen_t)iplen);
+		} else {
+			char net[INET6_ADDRSTRLEN];
+			inet_ntop(AF_INET6, &a, ip, (socklen_t)iplen);
+			/* one client (one LAN, one customer) has a whole /64 */
+			memset(&a.s6_addr[8], 0, 8);
+			inet_ntop(AF_INET6, &a, net, sizeof(net));
+			str_fmt(key, keylen, "%s/64", net);
+			return port;
+		}
+	}
+	str_copy(key, ip, keylen);
+	return port;
+}
+
 static void
 accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct listener *l = arg;
-	char ip[64] = "?";
-	int port = 0;
+	char ip[64], key[64];
+	int port = listener_addr_key(sa, ip, sizeof(ip), key, sizeof(key));
 	(void)evl;
 	(void)salen;
 	fleet_note_agent_work(l->srv->fleet);
-	if (sa->sa_family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-		port = ntohs(s4->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-		port = ntohs(s6->sin6_port);
-	}
 	uint64_t quiet;
 	if (l->nconns >= l->max_conns) {
 		l->srv->stats.conns_rejected_limit++;
@@ -896,14 +945,25 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		return;
 	}
 	/* Until its handshake shows a valid certificate a connection counts
-	 * against its address: one client cannot take every slot. */
-	struct addr_count *ac = hmap_get(l->preauth, ip);
+	 * against its address (an IPv6 client has a /64 to pick from) and
+	 * against all of them: neither one client nor many can take the
+	 * slots of authenticated agents. */
+	if (l->npreauth >= l->max_preauth) {
+		l->srv->stats.conns_rejected_limit++;
+		if (ratelog_ok(&l->log_preauth_all, &quiet))
+			log_warnx("agent", "%s:%d: refused: %zu unauthenticated connections open, a quarter of "
+			    "listen.max_connections (%llu more refused since the last line)", ip, port,
+			    l->npreauth, (unsigned long long)quiet);
+		evutil_closesocket(fd);
+		return;
+	}
+	struct addr_count *ac = hmap_get(l->preauth, key);
 	if (ac && ac->n >= l->max_preauth_per_addr) {
 		l->srv->stats.conns_rejected_address++;
 		if (ratelog_ok(&l->log_addr, &quiet))
 			log_warnx("agent", "%s:%d: refused: %zu unauthenticated connections from %s already "
 			    "(listen.max_unauthenticated_per_address; %llu more refused since the last line)",
-			    ip, port, ac->n, ip, (unsigned long long)quiet);
+			    ip, port, ac->n, key, (unsigned long long)quiet);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -912,7 +972,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 			evutil_closesocket(fd);
 			return;
 		}
-		str_copy(ac->ip, ip, sizeof(ac->ip));
+		str_copy(ac->ip, key, sizeof(ac->ip));
 		if (hmap_put(l->preauth, ac->ip, ac, NULL) < 0) {
 			free(ac);
 			evutil_closesocket(fd);
@@ -931,12 +991,13 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		free(c);
 		SSL_free(ssl);
 		if (ac->n == 0)
-			free(hmap_del(l->preauth, ip));
+			free(hmap_del(l->preauth, key));
 		evutil_closesocket(fd);
 		return;
 	}
 	c->lis = l;
 	str_copy(c->ip, ip, sizeof(c->ip));
+	str_copy(c->key, key, sizeof(c->key));
 	str_fmt(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 	c->bev = bufferevent_openssl_socket_new(l->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE);
@@ -946,10 +1007,11 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		event_free(c->deadline);
 		free(c);
 		if (ac->n == 0)
-			free(hmap_del(l->preauth, ip));
+			free(hmap_del(l->preauth, key));
 		return;
 	}
 	ac->n++;
+	l->npreauth++;
 	c->preauth = true;
 	/* bufferevent_openssl would otherwise hide a peer's unclean close */
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
@@ -972,40 +1034,6 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 }
 
 static void
-accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct listener *l = arg;
-	(void)fd;
-	(void)what;
-	evconnlistener_enable(l->evl);
-}
-
-static void
-accept_error_cb(struct evconnlistener *evl, void *arg)
-{
-	struct listener *l = arg;
-	int err = errno;
-	uint64_t quiet;
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		/* The connection stays in the backlog and the listening socket
-		 * stays readable: retrying at once would spin. Pause instead. */
-		struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-		evconnlistener_disable(evl);
-		evtimer_add(l->accept_resume, &tv);
-		l->srv->stats.accept_pauses++;
-		if (ratelog_ok(&l->log_accept, &quiet))
-			log_warnx("agent", "accept failed: %s (%zu agent connection(s) open); not accepting for "
-			    "%d ms (%llu more pause(s) since the last line); raise the open-file limit "
-			    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower listen.max_connections",
-			    strerror(err), l->nconns, ACCEPT_PAUSE_MS, (unsigned long long)quiet);
-		return;
-	}
-	if (ratelog_ok(&l->log_accept, &quiet))
-		log_warnx("agent", "accept failed: %s (%llu more failure(s) since the last line)",
-		    strerror(err), (unsigned long long)quiet);
-}
-
-static void
 free_value(void *value, void *arg)
 {
 	(void)arg;
@@ -1020,8 +1048,7 @@ listener_free(struct listener *l)
 		hmap_free(l->preauth);
 	}
 	hmap_free(l->live);
-	if (l->accept_resume)
-		event_free(l->accept_resume);
+	accept_guard_free(l->guard);
 	SSL_CTX_free(l->ctx);
 	free(l);
 }
@@ -1041,14 +1068,14 @@ listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 	l->out_high = l->max_frame + FRAME_HDR_LEN;
 	l->out_low = l->out_high / 4;
 	l->max_preauth_per_addr = (size_t)conf_int(srv->cfg, "listen.max_unauthenticated_per_address");
+	l->max_preauth = max_conns / 4 > 0 ? max_conns / 4 : 1;
 	l->handshake_timeout = (int)conf_int(srv->cfg, "listen.handshake_timeout");
 	l->idle_timeout = (int)conf_int(srv->cfg, "listen.idle_timeout");
 	l->enroll_timeout = (int)conf_int(srv->cfg, "listen.enroll_timeout");
 	l->write_timeout = (int)conf_int(srv->cfg, "listen.write_timeout");
 	l->preauth = hmap_new();
 	l->live = hmap_new();
-	l->accept_resume = evtimer_new(srv->base, accept_resume_cb, l);
-	if (l->preauth == NULL || l->live == NULL || l->accept_resume == NULL) {
+	if (l->preauth == NULL || l->live == NULL) {
 		str_fmt(err, errlen, "out of memory");
 		listener_free(l);
 		return NULL;
@@ -1078,7 +1105,15 @@ listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 		listener_free(l);
 		return NULL;
 	}
-	evconnlistener_set_error_cb(l->evl, accept_error_cb);
+	l->guard = accept_guard_new(srv->base, l->evl, "agent", "agent port", "raise the open-file limit "
+	    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower listen.max_connections",
+	    &srv->stats.accept_pauses);
+	if (l->guard == NULL) {
+		str_fmt(err, errlen, "out of memory");
+		evconnlistener_free(l->evl);
+		listener_free(l);
+		return NULL;
+	}
 	log_info("agent", "listening for agents on %s (TLS, max %zu connections, %zu unauthenticated "
 	    "per address)", spec, l->max_conns, l->max_preauth_per_addr);
 	return l;
@@ -1089,6 +1124,8 @@ listener_stop(struct listener *l)
 {
 	if (l == NULL)
 		return;
+	accept_guard_free(l->guard);
+	l->guard = NULL;
 	evconnlistener_free(l->evl);
 	l->stopping = true;
 	while (l->conns)
@@ -1111,6 +1148,25 @@ listener_push_sync(struct listener *l, struct host *h)
 	conn_send(c, json_pack("{s:s}", "type", "sync_now"));
 	c->sync_asked = true;
 	return 0;
+}
+
+void
+listener_drop_host(struct listener *l, struct host *h)
+{
+	struct conn *c = l && h ? hmap_get(l->live, h->uid) : NULL;
+	if (h)
+		h->connected = false;
+	if (c == NULL)
+		return;
+	hmap_del(l->live, h->uid);
+	if (c->host == h)
+		c->host = NULL;
+	if (!c->dead && !c->closing) {
+		log_warnx("agent", "%s: host %s (%s) is not in the database; closing its connection", c->peer,
+		    h->name, h->uid);
+		conn_error(c, "unknown_host", "this host is not registered on the server (deleted?); "
+		    "enroll it again with a new token", true);
+	}
 }
 
 void

@@ -4,6 +4,7 @@
 #include "api/api_internal.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/buffer.h>
@@ -12,8 +13,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/evp.h>
 
+#include "core/accept.h"
 #include "conf.h"
 #include "db.h"
 #include "model/groups.h"
@@ -518,6 +521,30 @@ api_dispatch(struct evhttp_request *req, void *arg)
 		free(seg[i]);
 }
 
+/* evhttp (libevent 2.1) has no connection limit and no hook when a
+ * connection is freed; its TLS object is freed with it: the count goes
+ * down in the SSL ex_data free callback. */
+static int conn_idx = -1;
+
+static void
+conn_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct api *a = ptr;
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (a == NULL || a->nconns == 0)
+		return;
+	a->nconns--;
+	if (!a->stopping && a->nconns < a->max_conns)
+		accept_guard_hold(a->guard, false);
+}
+
+/* One call per accepted connection: counted; at api.max_connections the
+ * listener stops accepting (the kernel's backlog waits, then refuses)
+ * until one closes. */
 static struct bufferevent *
 api_bevcb(struct event_base *base, void *arg)
 {
@@ -525,8 +552,46 @@ api_bevcb(struct event_base *base, void *arg)
 	SSL *ssl = SSL_new(a->ctx);
 	if (ssl == NULL)
 		return NULL;
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL || SSL_set_ex_data(ssl, conn_idx, a) != 1)
+		return bev;
+	if (++a->nconns >= a->max_conns) {
+		accept_guard_hold(a->guard, true);
+		int64_t now = now_s();
+		if (now - a->last_cap_log >= 60) {
+			log_warnx("api", "%zu console connections open (api.max_connections); not accepting more "
+			    "until one closes", a->nconns);
+			a->last_cap_log = now;
+		}
+	}
+	return bev;
+}
+
+/* The listening socket of api.address (a name or an address) and api.port. */
+static struct evconnlistener *
+api_bind(struct api *a, const char *addr, int port, char *err, size_t errlen)
+{
+	struct evutil_addrinfo hints, *res = NULL;
+	char service[16];
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+	str_fmt(service, sizeof(service), "%d", port);
+	int rc = evutil_getaddrinfo(addr, service, &hints, &res);
+	if (rc != 0) {
+		str_fmt(err, errlen, "api.address %s: %s", addr, evutil_gai_strerror(rc));
+		return NULL;
+	}
+	struct evconnlistener *evl = evconnlistener_new_bind(a->srv->base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128, res->ai_addr,
+	    (int)res->ai_addrlen);
+	if (evl == NULL)
+		str_fmt(err, errlen, "cannot listen on %s:%d for the console API: %s (change api.port?)",
+		    addr, port, strerror(errno));
+	evutil_freeaddrinfo(res);
+	return evl;
 }
 
 struct api *
@@ -551,12 +616,28 @@ api_start(struct server *srv, char *err, size_t errlen)
 	    EVHTTP_REQ_DELETE);
 	const char *addr = conf_str(srv->cfg, "api.address");
 	int port = (int)conf_int(srv->cfg, "api.port");
-	if (evhttp_bind_socket(a->http, addr, (ev_uint16_t)port) != 0) {
-		str_fmt(err, errlen, "cannot listen on %s:%d for the console API: %s (change api.port?)",
-		    addr, port, strerror(errno));
+	a->max_conns = (size_t)conf_int(srv->cfg, "api.max_connections");
+	if (conn_idx < 0)
+		conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_gone);
+	if (conn_idx < 0) {
+		str_fmt(err, errlen, "out of memory");
 		goto fail;
 	}
-	log_info("api", "console API on https://%s:%d/api/v1/", addr, port);
+	struct evconnlistener *evl = api_bind(a, addr, port, err, errlen);
+	if (evl == NULL)
+		goto fail;
+	a->guard = accept_guard_new(srv->base, evl, "api", "console API", "raise the open-file limit "
+	    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower api.max_connections",
+	    &srv->stats.accept_pauses);
+	if (a->guard == NULL || evhttp_bind_listener(a->http, evl) == NULL) {
+		str_fmt(err, errlen, "console API: out of memory");
+		accept_guard_free(a->guard);
+		a->guard = NULL;
+		evconnlistener_free(evl);
+		goto fail;
+	}
+	log_info("api", "console API on https://%s:%d/api/v1/ (at most %zu connections)", addr, port,
+	    a->max_conns);
 	return a;
 fail:
 	if (a->http)
@@ -571,6 +652,10 @@ api_stop(struct api *a)
 {
 	if (a == NULL)
 		return;
+	/* the listener goes first, then the connections (counted down) */
+	a->stopping = true;
+	accept_guard_free(a->guard);
+	a->guard = NULL;
 	evhttp_free(a->http);
 	SSL_CTX_free(a->ctx);
 	free(a);

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
+struct accept_guard;
 struct evhttp;
 struct evhttp_request;
 struct server;
@@ -18,6 +19,10 @@ struct api {
 	struct server *srv;
 	struct evhttp *http;
 	SSL_CTX *ctx;
+	struct accept_guard *guard;  /* accept() out of file descriptors pauses */
+	size_t nconns, max_conns;    /* open connections; api.max_connections */
+	bool stopping;
+	int64_t last_cap_log;
 };
 
 /* Sends body (consumed) as JSON with the HTTP status code. */

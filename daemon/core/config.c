@@ -36,6 +36,8 @@ const struct conf_key custosd_schema[] = {
 
 	{ "api.address", CONF_STRING, "127.0.0.1", 0, 0, false, "console API address" },
 	{ "api.port", CONF_INT, "13299", 1, 65535, false, "console API port (HTTPS)" },
+	{ "api.max_connections", CONF_INT, "256", 1, 65536, false, "console API connections open at once; "
+	    "more wait in the kernel's backlog" },
 
 	{ "database.host", CONF_STRING, "", 0, 0, false, "MariaDB host (empty: use socket)" },
 	{ "database.port", CONF_INT, "3306", 1, 65535, false, "MariaDB port" },

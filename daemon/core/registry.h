@@ -30,6 +30,9 @@ struct host {
 	struct status_result st;
 	bool connected;           /* an agent connection is live (the listener
 	                             keeps the connection itself) */
+	char posture_event[33];   /* the newest posture event that asked for a
+	                             sync (agents/listener.c), "" none; in memory */
+	int64_t posture_sync_at;  /* when that sync_now went */
 	bool dirty;               /* waiting in the next write batch */
 	bool from_snapshot;       /* read from the local snapshot (snapshot.h),
 	                             not (yet) from the database */

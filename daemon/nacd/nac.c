@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 
 #include "conf.h"
+#include "core/accept.h"
 #include "hmap.h"
 #include "log.h"
 #include "core/registry.h"
@@ -1135,6 +1136,7 @@ nac_free(struct nac *n)
 		return;
 	while (n->conns)
 		nac_conn_close(n->conns);
+	accept_guard_free(n->guard);
 	if (n->evl)
 		evconnlistener_free(n->evl);
 	if (n->own_socket) {

@@ -33,6 +33,7 @@ struct nac {
 	struct nac_stats stats;
 	/* the query socket */
 	struct evconnlistener *evl;
+	struct accept_guard *guard;  /* accept() out of file descriptors pauses */
 	struct event *tick;
 	struct nac_conn *conns;
 	size_t max_conns;

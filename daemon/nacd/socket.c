@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 
 #include "conf.h"
+#include "core/accept.h"
 #include "hmap.h"
 #include "log.h"
 #include "core/registry.h"
@@ -322,14 +323,6 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		str_copy(c->peer, "?", sizeof(c->peer));
 }
 
-static void
-on_accept_error(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	log_warn("nac", "query socket: accept failed");
-}
-
 /* Parent directory of path (created 0755 when missing: FreeRADIUS must
  * be able to reach the socket). */
 static int
@@ -446,7 +439,13 @@ nac_socket_open(struct nac *n, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	evconnlistener_set_error_cb(n->evl, on_accept_error);
+	n->guard = accept_guard_new(n->srv->base, n->evl, "nac", "query socket", "raise the open-file limit "
+	    "(LimitNOFILE= in custosd's unit, ulimit -n) or lower nac.max_connections",
+	    &n->srv->stats.accept_pauses);
+	if (n->guard == NULL) {
+		str_fmt(err, errlen, "nac.socket: out of memory");
+		return -1;
+	}
 	return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "db.h"
 #include "log.h"
+#include "core/naming.h"
 #include "core/registry.h"
 #include "core/server.h"
 #include "store/snapshot.h"
@@ -352,9 +353,21 @@ load_done(void *arg, int rc, const char *err)
 	}
 	int64_t now = now_s();
 	size_t merged = 0;
+	/* snapshot hosts the database does not have go first: one may hold
+	 * the name a database host has now */
+	snapshot_db_loading(srv, l->hosts, l->nhosts);
 	for (size_t i = 0; i < l->nhosts; i++) {
 		struct host *h = l->hosts[i];
 		struct host *mem = registry_host_by_uid(srv->reg, h->uid);
+		/* a memory-only host not merged yet (pending-, or from the
+		 * snapshot under an older name) gives way to a database row's name */
+		struct host *holder = registry_host_by_name(srv->reg, h->name);
+		if (holder && holder != mem && holder->id == 0 &&
+		    (holder->from_snapshot || strncmp(holder->name, "pending-", 8) == 0)) {
+			char other[sizeof(holder->name)];
+			if (naming_unique(holder->name, registry_name_taken, srv->reg, other, sizeof(other)) == 0)
+				(void)registry_rename_host(srv->reg, holder, other);
+		}
 		if (mem) {
 			/* from the snapshot, or seen while the database was away:
 			 * the database names the host and keeps its group, policy

@@ -13,7 +13,9 @@
 #include <unistd.h>
 #include <event2/event.h>
 
+#include "hmap.h"
 #include "log.h"
+#include "core/naming.h"
 #include "core/registry.h"
 #include "core/server.h"
 #include "util.h"
@@ -210,8 +212,12 @@ snapshot_write_file(const char *path, const struct snapshot_data *d, char *err, 
 		unlink(tmp);
 		return -1;
 	}
-	if (fsync_parent(path) < 0)
-		return write_fail(err, errlen, "cannot fsync the directory of", path);
+	/* the new file is in place: only its durability across a power loss
+	 * is in doubt, which is a warning, not a failed write */
+	if (fsync_parent(path) < 0) {
+		write_fail(err, errlen, "written, but cannot fsync the directory of", path);
+		return 1;
+	}
 	return 0;
 }
 
@@ -257,7 +263,8 @@ read_admin(json_t *j, struct snapshot_admin *a, char *why, size_t whylen)
 		return -1;
 	}
 	if (!take_str(a->name, sizeof(a->name), name, false) || strlen(hash) != 64 ||
-	    !is_hex(hash, 64) || !take_str(a->salt, sizeof(a->salt), salt, false) || a->iterations <= 0) {
+	    !is_hex(hash, 64) || !take_str(a->salt, sizeof(a->salt), salt, false) || a->iterations <= 0 ||
+	    a->iterations > SNAPSHOT_MAX_ITERATIONS) {
 		str_fmt(why, whylen, "bad name, hash, salt or iteration count");
 		return -1;
 	}
@@ -279,11 +286,15 @@ read_host(json_t *j, struct snapshot_host *h, char *why, size_t whylen)
 		str_fmt(why, whylen, "%s", jerr.text);
 		return -1;
 	}
-	if (!take_str(h->uid, sizeof(h->uid), uid, false) || !take_str(h->name, sizeof(h->name), name, false) ||
+	/* a uid is a certificate CN as enrolment issues it (32 lower-case hex
+	 * digits); a name is cleaned as enrolment cleans the reported one */
+	if (strlen(uid) != 32 || !is_hex(uid, 32) || name[0] == '\0' ||
 	    !take_str(h->last_ip, sizeof(h->last_ip), ip, true)) {
-		str_fmt(why, whylen, "empty or overlong uid, name or last_ip");
+		str_fmt(why, whylen, "a uid that is not 32 lower-case hex digits, an empty name or an overlong last_ip");
 		return -1;
 	}
+	str_copy(h->uid, uid, sizeof(h->uid));
+	naming_clean(name, h->name, sizeof(h->name));
 	if (group < 0 || enrolled < 0 || seen < 0 || ptime < 0 || h->wake_port < 0 || h->wake_port > 65535 ||
 	    (!json_is_object(posture) && !json_is_null(posture))) {
 		str_fmt(why, whylen, "a negative time, id or port, or a posture that is no object");
@@ -311,6 +322,14 @@ snapshot_read_file(const char *path, struct snapshot_data *d, char *err, size_t 
 	size_t len;
 	char why[256];
 	memset(d, 0, sizeof(*d));
+	struct stat sb;
+	/* refused before it is read: the parse needs several times the text */
+	if (stat(path, &sb) == 0 && (uint64_t)sb.st_size > SNAPSHOT_MAX_BYTES) {
+		str_fmt(err, errlen, "%s is %lld bytes, more than the %zu a snapshot may have", path,
+		    (long long)sb.st_size, SNAPSHOT_MAX_BYTES);
+		errno = EFBIG;
+		return -1;
+	}
 	char *text = file_read(path, SNAPSHOT_MAX_BYTES, &len);
 	if (text == NULL) {
 		int e = errno;
@@ -341,9 +360,9 @@ snapshot_read_file(const char *path, struct snapshot_data *d, char *err, size_t 
 		goto out;
 	}
 	if (when <= 0 || !json_is_array(admins) || !json_is_array(hosts) ||
-	    (json_int_t)json_array_size(hosts) != count) {
+	    (json_int_t)json_array_size(hosts) != count || count > SNAPSHOT_MAX_HOSTS) {
 		read_fail(err, errlen, "%s", "a bad time, no admins or hosts array, or a host count that "
-		    "does not match the list");
+		    "does not match the list or is over SNAPSHOT_MAX_HOSTS");
 		goto out;
 	}
 	d->time = when;
@@ -383,7 +402,7 @@ out:
 
 struct snapshot {
 	struct server *srv;
-	struct snapshot_hooks hooks; /* main.c's: served, hosts_reshaped */
+	struct snapshot_hooks hooks; /* main.c's: served, hosts_reshaped, host_dropped, admins */
 	char path[4096];
 	struct event *tick, *done_ev;
 	bool dirty;               /* something changed since the last collection */
@@ -413,6 +432,8 @@ struct snapshot {
 	int64_t write_ms;
 	char error[512];
 	uint64_t writes;
+	/* snapshot hosts the database load did not have */
+	size_t dropped, closed;
 };
 
 static bool
@@ -463,7 +484,9 @@ collect(struct snapshot *s, struct snapshot_data *d)
 static void
 finished(struct snapshot *s, int rc, const char *err, int64_t ms, size_t nhosts, size_t nadmins)
 {
-	if (rc == 0) {
+	if (rc >= 0) {
+		if (rc > 0)
+			log_warnx("snapshot", "%s", err);
 		s->written = s->job.time;
 		s->written_hosts = nhosts;
 		s->write_ms = ms;
@@ -650,11 +673,36 @@ apply_read(struct snapshot *s, int rc, const char *err, int e)
 	}
 	int64_t now = now_s();
 	size_t added = 0;
+	size_t named = 0;
 	for (size_t i = 0; i < d->nhosts; i++) {
 		const struct snapshot_host *sh = &d->hosts[i];
-		if (registry_host_by_uid(srv->reg, sh->uid) != NULL)
-			continue;    /* an agent came first: its own report is newer */
-		struct host *h = calloc(1, sizeof(*h));
+		struct host *h = registry_host_by_uid(srv->reg, sh->uid);
+		if (h != NULL) {
+			/* an agent came first: its own report, contact and address
+			 * are newer, but it has a made-up name and no group */
+			if (h->id == 0 && !h->from_snapshot && strncmp(h->name, "pending-", 8) == 0) {
+				if (registry_rename_host(srv->reg, h, sh->name) < 0) {
+					log_warnx("snapshot", "host %s: name %s is taken; keeping %s", sh->uid, sh->name,
+					    h->name);
+				} else {
+					h->group_id = sh->group_id;
+					h->enrolled_at = sh->enrolled_at;
+					if (h->posture == NULL && sh->posture) {
+						h->posture = json_incref(sh->posture);
+						h->posture_time = sh->posture_time;
+					}
+					if (h->last_ip[0] == '\0')
+						str_copy(h->last_ip, sh->last_ip, sizeof(h->last_ip));
+					if (h->wake_port == 0)
+						h->wake_port = sh->wake_port;
+					h->from_snapshot = true;
+					host_evaluate(h, registry_thresholds(srv->reg, h), now);
+					named++;
+				}
+			}
+			continue;
+		}
+		h = calloc(1, sizeof(*h));
 		if (h == NULL)
 			break;
 		str_copy(h->uid, sh->uid, sizeof(h->uid));
@@ -683,7 +731,10 @@ apply_read(struct snapshot *s, int rc, const char *err, int e)
 	time_iso(d->time, when);
 	log_warnx("snapshot", "serving from the snapshot of %s because the database is unavailable: %s "
 	    "(%zu host(s), %zu administrator(s) from %s; nothing is written to the database until it "
-	    "is back)", when, s->why, added, d->nadmins, s->path);
+	    "is back)", when, s->why, added + named, d->nadmins, s->path);
+	if (named)
+		log_info("snapshot", "%zu host(s) whose agents connected before the read took their names and "
+		    "groups from the snapshot", named);
 	snapshot_data_free(d);
 	if (s->hooks.served)
 		s->hooks.served(s->hooks.arg, now);
@@ -787,36 +838,64 @@ snapshot_merge_host(struct host *mem, struct host *db, const struct status_thres
 }
 
 void
+snapshot_db_loading(struct server *srv, struct host *const *rows, size_t nrows)
+{
+	struct snapshot *s = srv->snap;
+	size_t n;
+	if (s == NULL)
+		return;
+	s->dropped = s->closed = 0;
+	struct hmap *loaded = hmap_new();
+	struct host **all = registry_hosts(srv->reg, &n);
+	for (size_t i = 0; loaded && i < nrows; i++)
+		if (hmap_put(loaded, rows[i]->uid, rows[i], NULL) < 0) {
+			hmap_free(loaded);
+			loaded = NULL;
+		}
+	if (loaded == NULL || (all == NULL && n > 0)) {
+		log_warnx("snapshot", "out of memory: snapshot hosts the database does not have stay for now");
+		hmap_free(loaded);
+		free(all);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct host *h = all[i];
+		if (!h->from_snapshot || hmap_get(loaded, h->uid) != NULL)
+			continue;
+		/* in the snapshot, not in the database (deleted, or an older
+		 * database restored): gone, as a deleted host, even while its
+		 * agent is connected */
+		if (h->connected)
+			s->closed++;
+		/* main.c's: the listener closes its connection (unknown_host),
+		 * the store forgets it in the next write batch */
+		if (s->hooks.host_dropped)
+			s->hooks.host_dropped(s->hooks.arg, h);
+		registry_remove_host(srv->reg, h);
+		s->dropped++;
+	}
+	free(all);
+	hmap_free(loaded);
+	/* NAC's entries of the dropped hosts go */
+	if (s->dropped && s->hooks.served)
+		s->hooks.served(s->hooks.arg, now_s());
+}
+
+void
 snapshot_db_loaded(struct server *srv)
 {
 	struct snapshot *s = srv->snap;
 	if (s == NULL)
 		return;
-	size_t n, dropped = 0, kept = 0;
-	struct host **all = registry_hosts(srv->reg, &n);
-	for (size_t i = 0; all && i < n; i++) {
-		struct host *h = all[i];
-		if (!h->from_snapshot)
-			continue;
-		/* in the snapshot, not in the database (deleted, or an older
-		 * database restored) */
-		h->from_snapshot = false;
-		if (!h->connected && !h->dirty) {
-			registry_remove_host(srv->reg, h);
-			dropped++;
-		} else {
-			kept++;       /* in use: stays in memory without a row, as a host that synced before the load */
-		}
-	}
-	free(all);
+	size_t dropped = s->dropped, closed = s->closed;
 	if (s->serving) {
 		char when[32];
 		time_iso(s->served_time, when);
 		log_info("snapshot", "the database is back and loaded: no longer serving from the snapshot "
 		    "of %s", when);
-		if (dropped || kept)
-			log_warnx("snapshot", "%zu host(s) of the snapshot are not in the database: %zu dropped, "
-			    "%zu kept in memory while their agents are connected", dropped + kept, dropped, kept);
+		if (dropped)
+			log_warnx("snapshot", "%zu host(s) of the snapshot are not in the database: dropped "
+			    "(%zu connected agent(s) closed with unknown_host)", dropped, closed);
 		if (s->hooks.hosts_reshaped)
 			s->hooks.hosts_reshaped(s->hooks.arg);
 	}

@@ -38,7 +38,15 @@ struct status_thresholds;
 
 #define SNAPSHOT_FILE "snapshot.json"
 #define SNAPSHOT_INTERVAL_S 30    /* at most one write per interval while changes come */
-#define SNAPSHOT_MAX_BYTES ((size_t)1 << 31)
+/* 100,000 hosts take 52-58 MB (ARCHITECTURE.md): ten times that fleet,
+ * at about twice the bytes per host, fits; jansson needs several times the
+ * text in memory, so a bigger (damaged or planted) file is refused before
+ * it is read. */
+#define SNAPSHOT_MAX_HOSTS 1000000
+#define SNAPSHOT_MAX_BYTES ((size_t)1200 * SNAPSHOT_MAX_HOSTS)
+/* PBKDF2 iterations an administrator entry may ask for (custosd makes
+ * 100,000-ish): more would make every login a denial of service. */
+#define SNAPSHOT_MAX_ITERATIONS 10000000
 
 struct snapshot_admin {
 	char name[65];
@@ -73,7 +81,8 @@ struct snapshot_data {
  * posture that is not an object). */
 json_t *snapshot_compact_posture(const json_t *posture);
 /* Writes d to path atomically (PATH.tmp, fsync, rename, fsync of the
- * directory), mode 0600. 0, or -1 with err. */
+ * directory), mode 0600. 0; 1 when the file was replaced but the directory
+ * fsync failed (err holds the warning); -1 with err (the old file stays). */
 int snapshot_write_file(const char *path, const struct snapshot_data *d, char *err, size_t errlen);
 /* Reads and checks a snapshot file into d (owned by the caller:
  * snapshot_data_free). 0; -1 with err (errno ENOENT when there is none). */
@@ -95,6 +104,10 @@ struct snapshot_hooks {
 	void (*served)(void *arg, int64_t now);
 	/* hosts came or went in bulk: the fleet rebuilds */
 	void (*hosts_reshaped)(void *arg);
+	/* h, a host of the snapshot the database load does not have, is
+	 * about to leave the registry: the listener closes its agent's
+	 * connection (unknown_host), the store drops it from the next batch */
+	void (*host_dropped)(void *arg, struct host *h);
 	/* the administrators' credentials to write (a malloc'd copy in *out;
 	 * returns the count), and seeding them when serving from the snapshot
 	 * (the store's: the snapshot sits below it) */
@@ -123,6 +136,10 @@ bool snapshot_merge_host(struct host *mem, struct host *db, const struct status_
 /* The database load is in: drops what came only from the snapshot, says
  * so, and writes a fresh snapshot soon. */
 void snapshot_db_loaded(struct server *srv);
+/* Before the database's hosts (rows, n) enter the registry: snapshot hosts
+ * that are not among them leave it (a connected agent is closed with
+ * unknown_host), so that none holds a name a database host has. */
+void snapshot_db_loading(struct server *srv, struct host *const *rows, size_t n);
 /* Adds "source" ("database", "snapshot" or "none"), "snapshot_time" and
  * "snapshot" {file, written, hosts, write_ms, error} to a status object. */
 void snapshot_status(const struct server *srv, json_t *status);

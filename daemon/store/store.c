@@ -187,6 +187,21 @@ store_host_changed(struct store *st, struct host *h)
 	store_schedule_flush(st);
 }
 
+void
+store_host_forget(struct store *st, struct host *h)
+{
+	if (!h->dirty)
+		return;
+	for (size_t i = 0; i < st->ndirty; i++) {
+		if (st->dirty[i] != h)
+			continue;
+		memmove(st->dirty + i, st->dirty + i + 1, (st->ndirty - i - 1) * sizeof(*st->dirty));
+		st->ndirty--;
+		break;
+	}
+	h->dirty = false;
+}
+
 static void
 task_row_fill(struct event_row *r, const json_t *data)
 {

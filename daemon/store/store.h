@@ -52,6 +52,8 @@ void store_db_up(struct store *st);
 
 /* The host's record changed (posture, last contact, status): write it soon. */
 void store_host_changed(struct store *st, struct host *h);
+/* h leaves the registry: it is no longer waiting in the next batch. */
+void store_host_forget(struct store *st, struct host *h);
 
 /* Queues an agent's events (array of validated event objects) for commit.
  * cb(arg, 0) after the commit, cb(arg, -1) when it failed. Returns -1 at once

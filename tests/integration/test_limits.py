@@ -12,7 +12,8 @@ import struct
 import threading
 import time
 
-from harness import TestFailure, binary, check, db_event_ids, wait_synced, wait_until
+from harness import TestFailure, binary, check, db_event_ids, tls_wrap, wait_synced, wait_until
+from test_nac_socket import nac_conf, other_group
 
 PING = struct.pack(">I", 16) + b'{"type": "ping"}'
 
@@ -47,21 +48,13 @@ def _start_without_quarantine(srv):
             os.environ["ASAN_OPTIONS"] = old
 
 
-def _tls(sock, cert=None, key=None):
-    """TLS without checking the server (as in tests._tls_wrap)."""
-    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    c.check_hostname = False
-    c.verify_mode = ssl.CERT_NONE
-    if cert:
-        c.load_cert_chain(cert, key)
-    return c.wrap_socket(sock, server_hostname="localhost")
-
-
-def _connect(port, source="127.0.0.1", timeout=5, sndbuf=None):
+def _connect(port, source="127.0.0.1", timeout=5, sndbuf=None, rcvbuf=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     if sndbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.bind((source, 0))
     s.connect(("127.0.0.1", port))
     return s
@@ -85,7 +78,7 @@ class _BioClient:
     to write() reaches the server once flushed, so the test knows exactly
     how many it sent even when the server stops reading."""
 
-    def __init__(self, port, cert, key):
+    def __init__(self, port, cert, key, rcvbuf=None):
         c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         c.check_hostname = False
         c.verify_mode = ssl.CERT_NONE
@@ -93,7 +86,7 @@ class _BioClient:
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = c.wrap_bio(self.inc, self.out, server_hostname="localhost")
         # a small send buffer: the server's stop shows after fewer pings
-        self.sock = _connect(port, sndbuf=64 * 1024)
+        self.sock = _connect(port, sndbuf=64 * 1024, rcvbuf=rcvbuf)
         self.sock.setblocking(False)
         self.pending = b""   # ciphertext not yet taken by the socket
         self.plain = b""     # received plaintext not yet split into frames
@@ -206,7 +199,7 @@ class _Flooder(threading.Thread):
         chunk = PING * 1024
         while not self.stop.is_set():
             try:
-                s = _tls(_connect(self.port), self.cert, self.key)
+                s = tls_wrap(_connect(self.port), self.cert, self.key)
             except (OSError, ssl.SSLError) as e:
                 self.errors.append(repr(e))
                 time.sleep(0.1)
@@ -326,12 +319,109 @@ def test_ping_flood(ctx):
     check(srv.status()["counters"]["stalled"] == stalled0, "the client that read again was closed as stalled")
 
 
+def test_slow_reader(ctx):
+    """An authenticated client that sends pings while reading a trickle
+    until the server stops reading it, then takes its replies slowly but
+    steadily (about 1 MB/s, longer than listen.write_timeout = 8 s in all;
+    a small receive buffer, so that what it reads shows at the server as
+    progress) keeps its connection and
+    gets every pong (was: closed as stalled write_timeout after its output
+    first piled up, however much it read meanwhile)."""
+    srv = ctx.server(sync_interval=None)
+    write_timeout = 8
+    # a bigger frame: more output may pile up (16 MB), draining it slowly
+    # takes long; the kernel's buffers (MBs on loopback) take their part
+    # first, in which time the server sees no progress
+    srv.conf.write_text(srv.conf_text().replace("  handshake_timeout", "  write_timeout = %d;\n"
+                                                "  max_frame = 16777216;\n  handshake_timeout"
+                                                % write_timeout, 1))
+    srv.start()
+    token = srv.token_create("fleet")
+    slow = ctx.agent(srv, "slow", keep=False)
+    slow.enroll(token)
+    # a small receive buffer: what it reads shows as progress at the server
+    cl = _BioClient(srv.listen_port, slow.state / "agent.pem", slow.state / "agent.key", rcvbuf=64 * 1024)
+    chunk = PING * 4096
+    sent = pongs = got = 0
+
+    def take(limit):
+        """Reads at most limit bytes of what arrived; counts the pongs."""
+        nonlocal got, pongs
+        try:
+            data = cl.sock.recv(limit)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            raise TestFailure("the connection failed (%d pings sent, %d bytes read, %d pongs): %r"
+                              % (sent, got, pongs, e))
+        if data == b"":
+            raise TestFailure("the server closed the connection (%d pings sent, %d bytes read, %d pongs)"
+                              % (sent, got, pongs))
+        got += len(data)
+        cl.inc.write(data)
+        while True:
+            try:
+                cl.plain += cl.tls.read(1 << 16)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+        pongs += len(cl.frames())
+        return data
+
+    stalled_since = None
+    trickle = t0 = time.monotonic()
+    while True:
+        # a trickle meanwhile (20 KB every 0.1 s): the server sees a peer
+        # that reads, however slowly, while it produces much faster
+        if time.monotonic() - trickle >= 0.1:
+            take(20 * 1024)
+            trickle = time.monotonic()
+        try:
+            room = cl.pump(read=False)
+        except OSError as e:
+            raise TestFailure("the connection failed while sending (%d pings sent): %r" % (sent, e))
+        if room:
+            cl.tls.write(chunk)
+            sent += 4096
+            stalled_since = None
+            check(time.monotonic() - t0 < 90, "the server read %d pings without our reading" % sent)
+            continue
+        stalled_since = stalled_since or time.monotonic()
+        # the server stopped reading us: from here it sees no progress
+        # until we read
+        if time.monotonic() - stalled_since > 0.3:
+            break
+        time.sleep(0.01)
+    t1 = time.monotonic()
+    slow_for = 3 * write_timeout
+    while pongs < sent:
+        reading_slowly = time.monotonic() - t1 < slow_for
+        try:
+            cl.pump(read=False)   # the pings the socket did not take yet
+        except OSError as e:
+            raise TestFailure("the connection failed after %.1f s of reading: %r" % (time.monotonic() - t1, e))
+        try:
+            data = take(100 * 1024 if reading_slowly else 1 << 16)
+        except TestFailure as e:
+            raise TestFailure("after %.1f s of slow reading: %s" % (time.monotonic() - t1, e))
+        check(time.monotonic() - t1 < 90, "%d of %d pongs after 90 s" % (pongs, sent))
+        if reading_slowly:
+            time.sleep(0.1)
+        elif not data:
+            time.sleep(0.005)
+    took = time.monotonic() - t1
+    print("slow reader: %d pings; all pongs after %.1f s (%.1f MB)" % (sent, took, got / 1e6))
+    check(took > write_timeout + 2, "the replies drained in %.1f s: the test needs a slower drain" % took)
+    cl.sock.close()
+    check(srv.status()["counters"]["stalled"] == 0, "the slow reader was counted as stalled")
+    check(srv.log_count("has not taken our replies") == 0, "the slow reader was logged as stalled")
+
+
 def test_enroll_deadline(ctx):
     """A client without a certificate that completes the TLS handshake and
     then says nothing is closed after listen.enroll_timeout, not after the
     idle timeout."""
     srv = ctx.server(sync_interval=None).start()
-    s = _tls(_connect(srv.listen_port))
+    s = tls_wrap(_connect(srv.listen_port))
     t0 = time.monotonic()
     s.settimeout(0.5)
     while True:
@@ -395,19 +485,66 @@ def test_connections_per_address(ctx):
     # once they are gone the address may connect again
     def let_in():
         try:
-            _tls(_connect(srv.listen_port, source="127.0.0.2")).close()
+            tls_wrap(_connect(srv.listen_port, source="127.0.0.2")).close()
             return True
         except (OSError, ssl.SSLError):
             return False
     wait_until(let_in, 10, "a TLS handshake from 127.0.0.2 after its connections closed")
 
 
+def test_unauthenticated_total(ctx):
+    """listen.max_connections = 40: at most a quarter (10) unauthenticated
+    connections in all, whatever the address (was: only the per-address
+    cap, which many addresses, or one IPv6 client's /64, get round); a
+    connected agent keeps its connection and its events are acknowledged;
+    once they close, new connections are taken again."""
+    srv = ctx.server(sync_interval=None, extra_conf="")
+    srv.conf.write_text(srv.conf_text().replace("  handshake_timeout", "  max_connections = 40;\n"
+                                                "  handshake_timeout", 1))
+    srv.start()
+    token = srv.token_create("fleet")
+    kept = ctx.agent(srv, "kept", keep=True, db_age_days=0.1)
+    kept.enroll(token)
+    kept.start()
+    wait_synced(srv, ["kept"])
+    wait_until(lambda: srv.hosts_by_name()["kept"]["connected"], 10, "the kept agent to stay connected")
+    held = []
+    try:
+        for i in range(14):
+            held.append(_connect(srv.listen_port, source="127.0.1.%d" % (i + 1)))
+        time.sleep(1.0)
+        closed = [s for s in held if _is_closed(s)]
+        check(len(closed) == 4 and all(not _is_closed(s) for s in held[:10]),
+              "%d of 14 unauthenticated connections from 14 addresses were refused, expected 4 (10 in all)"
+              % len(closed))
+        check(srv.log_count("unauthenticated connections open, a quarter of listen.max_connections") >= 1,
+              "no log line about the refused connections")
+        eid = kept.event("while unauthenticated connections fill their quarter")
+        wait_until(lambda: eid in db_event_ids(srv, kept.uid)[2] and kept.queued() == 0, 20,
+                   "the connected agent's event to be stored and acknowledged")
+        check(srv.hosts_by_name()["kept"]["connected"], "the connected agent lost its connection")
+    finally:
+        for s in held:
+            s.close()
+
+    def let_in():
+        try:
+            tls_wrap(_connect(srv.listen_port, source="127.0.1.20")).close()
+            return True
+        except (OSError, ssl.SSLError):
+            return False
+    wait_until(let_in, 10, "a TLS handshake after the unauthenticated connections closed")
+
+
 def test_file_limit(ctx):
     """custosd started with an open-file limit of 64 (default
     listen.max_connections 20,000) warns and serves fewer agents; more
-    connections than fit, and accept() failing with EMFILE, cost little CPU;
-    afterwards a real agent is served again."""
-    srv = ctx.server(sync_interval=None)
+    connections than fit, and accept() failing with EMFILE on the agent
+    port, the console API and the NAC query socket, cost little CPU (the
+    API and the NAC socket used to spin); afterwards a real agent is served
+    again."""
+    sock = ctx.dir / "nac.sock"
+    srv = ctx.server(sync_interval=None, extra_conf=nac_conf(sock, other_group()[0]))
     srv.proc = ctx.spawn(["prlimit", "--nofile=64:64", binary("custosd"), "-c", srv.conf], srv.log)
     srv.wait_ready()
     check(srv.log_count("LimitNOFILE=") >= 1 and srv.log_count("listen.max_connections = 20000") >= 1,
@@ -419,7 +556,7 @@ def test_file_limit(ctx):
     wait_synced(srv, ["steady"])
     pid = srv.proc.pid
 
-    def cpu_while(what, seconds=3.0):
+    def cpu_while(what, seconds=2.5):
         c0, t0 = _cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
         share = (_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
@@ -455,6 +592,19 @@ def test_file_limit(ctx):
         check(srv.log_count("not accepting for") > pauses0, "no log line about the paused listener")
         check(srv.log_count("not accepting for") - pauses0 <= 10, "the paused listener is logged "
               "%d times in 3 s" % (srv.log_count("not accepting for") - pauses0))
+        # the console API and the NAC query socket, with fds exhausted
+        for _ in range(10):
+            held.append(_connect(srv.api_port, source="127.0.0.4"))
+        cpu_while("accept() on the console API failed with EMFILE")
+        check(srv.log_count("console API: accept failed") >= 1, "no log line about the paused API listener")
+        for _ in range(10):
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(u)
+            u.connect(str(sock))
+        cpu_while("accept() on the NAC query socket failed with EMFILE")
+        check(srv.log_count("query socket: accept failed") >= 1, "no log line about the paused NAC socket")
+        check(srv.log_count("accept failed") <= 30, "paused listeners logged %d lines"
+              % srv.log_count("accept failed"))
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, 64))
         for s in held:
@@ -465,3 +615,36 @@ def test_file_limit(ctx):
     wait_until(lambda: eid in db_event_ids(srv, agent.uid)[2] and agent.queued() == 0, 30,
                "the agent's event after the connections closed to be stored")
     check(srv.status()["counters"]["accept_paused"] >= 1, "accept_paused is not counted")
+
+
+def test_api_connections(ctx):
+    """api.max_connections = 4: four idle connections to the console API
+    fill it; a fifth waits in the backlog (its TLS handshake gets no
+    answer) and the log says so once; when they close the console is
+    served again (evhttp alone has no limit: every connection took a file
+    descriptor until the process had none)."""
+    srv = ctx.server(sync_interval=None)
+    srv.conf.write_text(srv.conf_text().replace("port = %d; };" % srv.api_port,
+                                                "port = %d; max_connections = 4; };" % srv.api_port, 1))
+    srv.start()
+    held = [_connect(srv.api_port) for _ in range(4)]
+    try:
+        wait_until(lambda: srv.log_count("(api.max_connections)") >= 1, 10,
+                   "custosd to say the console connections are full")
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        s = _connect(srv.api_port, timeout=2)
+        try:
+            tls.wrap_socket(s)
+            raise TestFailure("a fifth console connection was served over api.max_connections = 4")
+        except (socket.timeout, ssl.SSLError, OSError) as e:
+            check(isinstance(e, socket.timeout), "the fifth connection failed with %r, not a wait" % e)
+        finally:
+            s.close()
+    finally:
+        for h in held:
+            h.close()
+    wait_until(lambda: srv.ctl_rc("status") == 0, 15, "the console to be served once the connections closed")
+    check(srv.log_count("(api.max_connections)") == 1, "the full console was logged %d times"
+          % srv.log_count("(api.max_connections)"))

@@ -4,6 +4,8 @@ down serves the console and NAC from its local snapshot
 to the database when it returns. Each test_NAME(ctx) is one test; ctx is a
 harness.Ctx."""
 
+import errno
+import json
 import os
 import stat
 import time
@@ -235,3 +237,129 @@ def test_outage_sync_keeps_settings(ctx):
           "the host's local settings in the database are %r after the merge" % settings)
     h = srv.hosts_by_name()
     check(list(h) == ["web"] and h["web"]["group"] == "Servers", "hosts after the merge: %r" % h)
+
+
+def test_snapshot_stale_host(ctx):
+    """A snapshot host the database no longer has (deleted, its name "web"
+    reused by a host enrolled after the snapshot) whose agent is connected
+    while custosd serves from the snapshot: when MariaDB comes back the
+    database's "web" is loaded (was: refused as "in the database twice",
+    its agent unknown), the stale host leaves memory and its agent is told
+    unknown_host (was: kept for ever while connected)."""
+    srv = ctx.server(sync_interval=None).start()
+    token = srv.token_create("stale", max_uses=2)
+    old = ctx.agent(srv, "web", keep=True, db_age_days=0.1, rtp=True)
+    new = ctx.agent(srv, "other", keep=False, db_age_days=0.1, rtp=True)
+    for a in (old, new):
+        a.enroll(token)
+        a.start()
+    wait_synced(srv, ["web", "other"])
+    for a in (old, new):
+        a.stop()
+    srv.stop()
+    snap = srv.state / "snapshot.json"
+    doc = json.loads(snap.read_text())
+    # the new host came after this snapshot
+    doc["hosts"] = [h for h in doc["hosts"] if h["uid"] != new.uid]
+    doc["hosts_count"] = len(doc["hosts"])
+    snap.write_text(json.dumps(doc))
+    # in the database the old host is deleted and its name reused
+    srv.sql("DELETE FROM hosts WHERE uid = '%s'" % old.uid)
+    srv.sql("UPDATE hosts SET name = 'web' WHERE uid = '%s'" % new.uid)
+    ctx.mariadb.stop()
+    try:
+        srv.start()
+        check(srv.status().get("source") == "snapshot", "source: %r" % srv.status())
+        hosts = srv.hosts_by_name()
+        check(list(hosts) == ["web"] and hosts["web"]["uid"] == old.uid, "hosts from the snapshot: %r" % hosts)
+        old.start()
+        wait_until(lambda: srv.hosts_by_name()["web"]["connected"], 30,
+                   "the deleted host's agent to connect while serving from the snapshot")
+    finally:
+        ctx.mariadb.ensure_running()
+    wait_until(lambda: srv.status().get("source") == "database", 30, "the status to say the database")
+    hosts = srv.hosts_by_name()
+    check(list(hosts) == ["web"] and hosts["web"]["uid"] == new.uid,
+          "hosts after the load (the database's web is %s): %r" % (new.uid, hosts))
+    check(srv.log_count("in the database twice") == 0, "a database host was refused: %s"
+          % srv.log_text()[-1500:])
+    wait_until(lambda: old.log_count("unknown_host") >= 1, 20,
+               "the deleted host's agent to be told unknown_host")
+    check(srv.log_count("connected agent(s) closed with unknown_host") == 1,
+          "the log does not say the stale host was dropped: %s" % srv.log_text()[-1500:])
+    # the database's web is served
+    synced = new.log_count("synced with the server")
+    new.start()
+    wait_until(lambda: new.log_count("synced with the server") > synced, 30, "the database's web to sync")
+    check(new.log_count("unknown_host") == 0, "the database's web was told unknown_host")
+
+
+def test_snapshot_agent_first(ctx):
+    """An agent that syncs before the snapshot read is in (held back here:
+    the snapshot is a FIFO fed only after the sync) is first a pending-
+    host; the read gives it its snapshot name and group (was:
+    pending-XXXXXXXX for the whole outage, then written into the next
+    snapshot)."""
+    srv = ctx.server(sync_interval=None).start()
+    token = srv.token_create("first", max_uses=1)
+    agent = ctx.agent(srv, "web", keep=True, db_age_days=0.1, rtp=True)
+    agent.enroll(token)
+    agent.start()
+    wait_synced(srv, ["web"])
+    srv.ctl("group", "create", "Servers")
+    srv.ctl("move", "web", "Servers")
+    agent.stop()
+    srv.stop()
+    snap = srv.state / "snapshot.json"
+    doc = json.loads(snap.read_text())
+    mine = [h for h in doc["hosts"] if h["uid"] == agent.uid]
+    check(len(mine) == 1 and mine[0]["group_id"] > 0, "the host in the snapshot: %r" % mine)
+    # the agent comes first: the snapshot is a FIFO that custosd's reader
+    # (its own thread) blocks on until the test feeds it, after the sync
+    text = json.dumps(doc).encode()
+    snap.unlink()
+    os.mkfifo(str(snap), 0o600)
+    fed = []
+
+    def feed():
+        """Writes the snapshot into the FIFO once custosd has it open."""
+        try:
+            fd = os.open(str(snap), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno == errno.ENXIO:      # no reader yet
+                return False
+            raise
+        try:
+            os.set_blocking(fd, True)
+            os.write(fd, text)
+        finally:
+            os.close(fd)
+        fed.append(True)
+        return True
+    ctx.mariadb.stop()
+    try:
+        srv.proc = ctx.spawn([binary("custosd"), "-c", srv.conf], srv.log)
+        synced = agent.log_count("synced with the server")
+        agent.start()
+        wait_until(lambda: agent.log_count("synced with the server") > synced, 30,
+                   "the agent to sync while the database is away")
+        check("serving from the snapshot" not in srv.log_text(),
+              "the snapshot was read before it was fed")
+        wait_until(feed, 30, "custosd to open the snapshot for reading")
+        wait_until(lambda: "serving from the snapshot" in srv.log_text(), 60, "the snapshot read")
+        wait_until(lambda: srv.ctl_rc("status") == 0, 30, "the console to log in from the snapshot")
+        h = {x["uid"]: x for x in srv.hosts()}[agent.uid]
+        check(h["name"] == "web", "the agent's host is named %r from the snapshot, not web" % h["name"])
+        check(srv.log_count("took their names and groups from the snapshot") == 1,
+              "the log does not say the pending host was named: %s" % srv.log_text()[-1500:])
+        check(srv.hosts_by_name().get("web", {}).get("connected"), "the agent's host is not connected")
+    finally:
+        if not fed:
+            try:
+                feed()      # never leave custosd's reader blocked on the FIFO
+            except OSError:
+                pass
+        ctx.mariadb.ensure_running()
+    wait_until(lambda: srv.status().get("source") == "database", 60, "the status to say the database")
+    h = {x["uid"]: x for x in srv.hosts()}[agent.uid]
+    check(h["name"] == "web" and h["group"] == "Servers", "the host after the load: %r" % h)

@@ -652,6 +652,118 @@ test_reject_id(void **state)
 	evq_close(q);
 }
 
+/* A crash after the report of an oversized event was queued and before
+ * the event was moved (simulated: the event put back into the spool) queues
+ * no second report, and a report queued again after the first was sent has
+ * the same id (the server recognises it as a resend). */
+static void
+test_oversized_report_once(void **state)
+{
+	struct fx *f = *state;
+	struct evq *q = open_q(f, 100);
+	char big[33], rdir[PATH_MAX], name[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
+	char first[33];
+
+	put_big(q, 5000, "test.big", big);
+	json_t *a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 0);	/* the report is queued behind */
+	json_decref(a);
+	a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "kind")),
+	    "event_too_large");
+	str_copy(first, ev_id(a, 0), sizeof(first));
+	json_decref(a);
+	assert_true(str_fmt(rdir, sizeof(rdir), "%s/rejected", f->dir) > 0);
+	file_of(rdir, big, name, sizeof(name));
+	assert_true(str_fmt(from, sizeof(from), "%s/%s", rdir, name) > 0);
+	assert_true(str_fmt(to, sizeof(to), "%s/%s", f->dir, name) > 0);
+
+	/* the crash: the report is queued, the event still in the spool */
+	assert_int_equal(rename(from, to), 0);
+	a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 1);
+	assert_string_equal(ev_id(a, 0), first);
+	json_decref(a);
+	assert_int_equal(evq_count(q), 1);
+	assert_int_equal(evq_oversized(q), 1);
+	assert_int_equal(count_files(f->dir, big), 0);
+	assert_int_equal(count_files(rdir, big), 1);
+
+	/* the same after the report was sent and acknowledged: same id */
+	const char *ack[1] = { first };
+	assert_int_equal(evq_ack(q, ack, 1), 1);
+	assert_int_equal(rename(from, to), 0);
+	a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 0);
+	json_decref(a);
+	a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 1);
+	assert_string_equal(ev_id(a, 0), first);
+	json_decref(a);
+	evq_close(q);
+}
+
+/* An oversized event that cannot be moved (rejected/ is not a directory)
+ * is reported and counted once, stays in the spool and is left out of the
+ * batches of this run; a new struct evq (the next run) takes it up again. */
+static void
+test_oversized_cannot_move(void **state)
+{
+	struct fx *f = *state;
+	struct evq *q = open_q(f, 100);
+	char small[33], big[33];
+
+	put(q, 0, small);
+	put_big(q, 5000, "test.big", big);
+	write_file(f->dir, "rejected", "not a directory");
+	json_t *a = evq_peek_batch(q, 100, 2048);
+	assert_int_equal(json_array_size(a), 1);	/* the report is queued behind */
+	json_decref(a);
+	for (int round = 0; round < 3; round++) {
+		a = evq_peek_batch(q, 100, 2048);
+		assert_int_equal(json_array_size(a), 2);
+		assert_string_equal(ev_id(a, 0), small);
+		assert_string_equal(json_string_value(json_object_get(json_array_get(a, 1),
+		    "kind")), "event_too_large");
+		json_decref(a);
+	}
+	assert_int_equal(evq_oversized(q), 1);
+	assert_int_equal(count_files(f->dir, big), 1);
+	assert_int_equal(evq_count(q), 2);	/* the big one is held */
+	assert_true(evq_is_held(q, big));
+	evq_close(q);
+	q = open_q(f, 100);
+	assert_int_equal(evq_count(q), 3);
+	evq_close(q);
+}
+
+/* A held event (refused, could not be set aside) is left out of batches
+ * and of the count; it stays in the spool. */
+static void
+test_hold(void **state)
+{
+	struct fx *f = *state;
+	struct evq *q = open_q(f, 100);
+	char ids[3][33];
+
+	for (int i = 0; i < 3; i++)
+		put(q, i, ids[i]);
+	write_file(f->dir, "rejected", "not a directory");
+	assert_int_equal(evq_reject_id(q, ids[0], "the server refused it"), -1);
+	evq_hold(q, ids[0]);
+	evq_hold(q, ids[0]);
+	evq_hold(q, "not an id");
+	assert_int_equal(evq_count(q), 2);
+	json_t *a = evq_peek(q, 10);
+	assert_int_equal(json_array_size(a), 2);
+	assert_string_equal(ev_id(a, 0), ids[1]);
+	assert_string_equal(ev_id(a, 1), ids[2]);
+	json_decref(a);
+	assert_int_equal(count_files(f->dir, ids[0]), 1);
+	evq_close(q);
+}
+
 static void
 test_stale_tmp(void **state)
 {
@@ -799,6 +911,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_batch_by_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_oversized, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reject_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_report_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_cannot_move, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clock_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_make_event, setup, teardown),

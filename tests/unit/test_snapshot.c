@@ -331,6 +331,81 @@ test_damaged(void **state)
 	free(good);
 }
 
+/* One administrator and one host, as a hostile or corrupt file may have them. */
+static void
+write_doc(const char *path, const char *uid, const char *name, long long iterations)
+{
+	char doc[2048];
+	str_fmt(doc, sizeof(doc), "{\"format\":\"custos-snapshot\",\"version\":1,\"time\":1,\"hosts_count\":1,"
+	    "\"admins\":[{\"name\":\"admin\",\"pw_hash\":\"%064d\",\"salt\":\"s\",\"iterations\":%lld}],"
+	    "\"hosts\":[{\"uid\":\"%s\",\"name\":\"%s\",\"group_id\":0,\"enrolled_at\":1,\"last_seen\":1,"
+	    "\"posture_time\":0,\"last_ip\":\"\",\"wake_port\":0,\"posture\":null}]}", 0, iterations, uid, name);
+	write_text(path, doc, strlen(doc));
+}
+
+/* A file written by someone else: uids must be what enrolment issues,
+ * names are cleaned as enrolment cleans them, the PBKDF2 cost and the
+ * file size are capped. */
+static void
+test_hostile(void **state)
+{
+	struct fx *f = *state;
+	struct snapshot_data r;
+	char err[512];
+	const char *uid = "0123456789abcdef0123456789abcdef";
+
+	write_doc(f->path, uid, "web", 100000);
+	assert_int_equal(snapshot_read_file(f->path, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.hosts[0].name, "web");
+	snapshot_data_free(&r);
+
+	/* uids: upper case, not hex, too short, too long */
+	write_doc(f->path, "0123456789ABCDEF0123456789ABCDEF", "web", 100000);
+	expect_unusable(f->path, "host 0");
+	write_doc(f->path, "0123456789abcdef0123456789abcdeg", "web", 100000);
+	expect_unusable(f->path, "host 0");
+	write_doc(f->path, "0123456789abcdef", "web", 100000);
+	expect_unusable(f->path, "host 0");
+	write_doc(f->path, "0123456789abcdef0123456789abcdef0", "web", 100000);
+	expect_unusable(f->path, "host 0");
+	write_doc(f->path, "../../0123456789abcdef0123456789", "web", 100000);
+	expect_unusable(f->path, "host 0");
+
+	/* names: cleaned (control characters, spaces, slashes, overlong) */
+	write_doc(f->path, uid, "a b/c\\u001b[31m<x>", 100000);
+	assert_int_equal(snapshot_read_file(f->path, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.hosts[0].name, "a-b-c--31m-x-");
+	snapshot_data_free(&r);
+	char longname[301];
+	memset(longname, 'n', 300);
+	longname[300] = '\0';
+	write_doc(f->path, uid, longname, 100000);
+	assert_int_equal(snapshot_read_file(f->path, &r, err, sizeof(err)), 0);
+	assert_int_equal(strlen(r.hosts[0].name), 63);
+	snapshot_data_free(&r);
+	write_doc(f->path, uid, "", 100000);
+	expect_unusable(f->path, "host 0");
+
+	/* iterations: a login must not cost minutes */
+	write_doc(f->path, uid, "web", SNAPSHOT_MAX_ITERATIONS);
+	assert_int_equal(snapshot_read_file(f->path, &r, err, sizeof(err)), 0);
+	snapshot_data_free(&r);
+	write_doc(f->path, uid, "web", (long long)SNAPSHOT_MAX_ITERATIONS + 1);
+	expect_unusable(f->path, "administrator 0");
+	write_doc(f->path, uid, "web", 2147483647LL);
+	expect_unusable(f->path, "administrator 0");
+
+	/* size: refused before it is read (a sparse file) */
+	write_doc(f->path, uid, "web", 100000);
+	assert_int_equal(truncate(f->path, (off_t)SNAPSHOT_MAX_BYTES + 1), 0);
+	errno = 0;
+	assert_int_equal(snapshot_read_file(f->path, &r, err, sizeof(err)), -1);
+	assert_int_equal(errno, EFBIG);
+	assert_non_null(strstr(err, "more than"));
+	assert_null(r.hosts);
+	assert_true(SNAPSHOT_MAX_BYTES < ((size_t)1 << 31));
+}
+
 static void
 test_unwritable(void **state)
 {
@@ -457,6 +532,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwritable, setup, teardown),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test_setup_teardown(test_large, setup, teardown),
