@@ -18,7 +18,7 @@
  * included), all addresses together a quarter of the connection limit. A connection whose replies pile up (more than one maximal
  * frame) is not read until they drain, and is closed when they do not drain
  * within listen.write_timeout. accept() out of file descriptors pauses the
- * listener briefly instead of spinning (daemon/accept.c).
+ * listener briefly instead of spinning (daemon/core/accept.c).
  * Main thread only. */
 #ifndef CUSTOS_LISTENER_H
 #define CUSTOS_LISTENER_H

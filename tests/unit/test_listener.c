@@ -1,4 +1,4 @@
-/* test_listener.c — unit tests for daemon/listener.c's pure part: the key
+/* test_listener.c — unit tests for daemon/agents/listener.c's pure part: the key
  * by which unauthenticated connections are counted per address (IPv4 as
  * is, IPv4-mapped IPv6 as IPv4, other IPv6 by /64). */
 #include <arpa/inet.h>
