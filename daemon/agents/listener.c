@@ -333,14 +333,18 @@ conn_host(struct conn *c)
 	}
 	if (h == NULL)
 		return NULL;
-	struct conn *old = hmap_del(c->lis->live, c->uid);
+	/* replaced in place (no allocation when the agent had a connection) */
+	void *prev = NULL;
+	if (hmap_put(c->lis->live, c->uid, c, &prev) < 0) {
+		/* not tracked, so not bound: c->host stays NULL and nothing
+		 * can keep a host that goes away (served message by message) */
+		log_warnx("agent", "%s: out of memory; sync requests for %s go by datagram", c->peer, h->name);
+		return h;
+	}
+	struct conn *old = prev;
 	if (old && old != c)
 		old->host = NULL; /* a newer connection of the same agent wins */
-	void *prev;
-	if (hmap_put(c->lis->live, c->uid, c, &prev) < 0)
-		log_warnx("agent", "%s: out of memory; sync requests for %s go by datagram", c->peer, h->name);
-	else
-		h->connected = true;
+	h->connected = true;
 	c->host = h;
 	return h;
 }

@@ -30,6 +30,8 @@ struct host {
 	struct status_result st;
 	bool connected;           /* an agent connection is live (the listener
 	                             keeps the connection itself) */
+	uint32_t threats_uncounted; /* threats that came before the management
+	                             model was loaded (mgmt counts them then) */
 	char posture_event[33];   /* the newest posture event that asked for a
 	                             sync (agents/listener.c), "" none; in memory */
 	int64_t posture_sync_at;  /* when that sync_now went */

@@ -526,7 +526,16 @@ outbreak_policy(struct mgmt *mg, uint64_t group_id)
 void
 mgmt_on_threats(struct mgmt *mg, struct host *h, size_t threats)
 {
-	if (mg == NULL || mg->m == NULL || h->group_id == 0 || threats == 0)
+	if (mg == NULL || threats == 0)
+		return;
+	if (mg->m == NULL) {
+		/* the database (and with it the model) is not loaded yet: the
+		 * fleet has seen these ids, so their resend will not count
+		 * again; count them once the model is there (model_replace) */
+		h->threats_uncounted += (uint32_t)threats;
+		return;
+	}
+	if (h->group_id == 0)
 		return;
 	uint64_t chain[GROUP_DEPTH_MAX];
 	int depth = groups_chain(mg->m->groups, h->group_id, chain);
@@ -651,6 +660,11 @@ model_replace(struct mgmt *mg, struct model *m)
 			registry_host_changed(mg->srv->reg, h, 0);
 		if (changed)
 			notify_host(mg, h);
+		if (h->threats_uncounted) {
+			size_t k = h->threats_uncounted;
+			h->threats_uncounted = 0;
+			mgmt_on_threats(mg, h, k);
+		}
 	}
 	free(all);
 }

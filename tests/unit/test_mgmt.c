@@ -232,12 +232,39 @@ test_outbreak_notifies(void **state)
 	assert_true(on);
 }
 
+/* Threats that came before the model was loaded (the database away at
+ * start: the fleet has seen their ids, so their resend will not count) are
+ * counted toward the outbreak policy once the model is there. */
+static void
+test_outbreak_threats_before_load(void **state)
+{
+	struct fx *x = *state;
+	int64_t now = now_s();
+	struct host *a = add_host(x, 1, "a", 1, now);
+	mgmt_on_threats(x->mg, a, 2);
+	assert_int_equal(x->nnotified, 0);
+	json_t *t = tables(true);
+	mgmt_tables_loaded(x->mg, t);
+	json_decref(t);
+	assert_int_equal(a->threats_uncounted, 0);
+	json_t *pols = mgmt_policies_json(x->mg, 0);
+	size_t i;
+	json_t *p;
+	bool on = false;
+	json_array_foreach(pols, i, p)
+		if (strcmp(json_string_value(json_object_get(p, "name")), "servers-outbreak") == 0)
+			on = json_is_true(json_object_get(p, "outbreak_now"));
+	json_decref(pols);
+	assert_true(on);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_change_handling, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outbreak_notifies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbreak_threats_before_load, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
