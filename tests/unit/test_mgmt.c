@@ -200,6 +200,21 @@ test_change_handling(void **state)
 	assert_int_equal(count(x->notified, x->nnotified, "a"), 0);
 }
 
+/* Is the outbreak policy of Servers in force? */
+static bool
+servers_outbreak_on(struct fx *x)
+{
+	json_t *pols = mgmt_policies_json(x->mg, 0);
+	size_t i;
+	json_t *p;
+	bool on = false;
+	json_array_foreach(pols, i, p)
+		if (strcmp(json_string_value(json_object_get(p, "name")), "servers-outbreak") == 0)
+			on = json_is_true(json_object_get(p, "outbreak_now"));
+	json_decref(pols);
+	return on;
+}
+
 /* New threats from a host of Servers count toward its outbreak policy;
  * at the threshold the hosts of the subtree are notified (their document
  * is the outbreak one now); hosts in Unassigned count for no group. */
@@ -221,15 +236,7 @@ test_outbreak_notifies(void **state)
 	mgmt_on_threats(x->mg, a, 1);      /* the second: threshold 2 */
 	assert_int_equal(count(x->notified, x->nnotified, "a"), 1);
 	assert_int_equal(count(x->notified, x->nnotified, "c"), 0);
-	json_t *pols = mgmt_policies_json(x->mg, 0);
-	size_t i;
-	json_t *p;
-	bool on = false;
-	json_array_foreach(pols, i, p)
-		if (strcmp(json_string_value(json_object_get(p, "name")), "servers-outbreak") == 0)
-			on = json_is_true(json_object_get(p, "outbreak_now"));
-	json_decref(pols);
-	assert_true(on);
+	assert_true(servers_outbreak_on(x));
 }
 
 /* Threats that came before the model was loaded (the database away at
@@ -247,15 +254,7 @@ test_outbreak_threats_before_load(void **state)
 	mgmt_tables_loaded(x->mg, t);
 	json_decref(t);
 	assert_int_equal(a->threats_uncounted, 0);
-	json_t *pols = mgmt_policies_json(x->mg, 0);
-	size_t i;
-	json_t *p;
-	bool on = false;
-	json_array_foreach(pols, i, p)
-		if (strcmp(json_string_value(json_object_get(p, "name")), "servers-outbreak") == 0)
-			on = json_is_true(json_object_get(p, "outbreak_now"));
-	json_decref(pols);
-	assert_true(on);
+	assert_true(servers_outbreak_on(x));
 }
 
 int
