@@ -84,6 +84,8 @@ struct listener {
 	int handshake_timeout, idle_timeout, enroll_timeout, write_timeout;
 	struct hmap *preauth;      /* ip -> struct addr_count */
 	struct hmap *live;         /* host uid -> its newest connection (key: conn's uid) */
+	struct hmap *asked;        /* host uid -> struct posture_ask, the last minute's */
+	int64_t asked_swept;
 	struct accept_guard *guard;  /* accept() out of file descriptors pauses */
 	struct ratelog log_limit, log_addr, log_preauth_all, log_preauth, log_stalled, log_hs_timeout,
 	    log_hs_eof;
@@ -490,6 +492,63 @@ event_invalid(json_t *ev)
 	return NULL;
 }
 
+/* The newest posture event of a host that asked for a sync, and when: a
+ * resend of the same event (after a nack, every 5 s while the database is
+ * away, or after a reconnection) asks again only SYNC_NOW_RESEND_S later,
+ * in case the first sync_now was lost with its connection. Kept here, not
+ * in struct host, for the last SYNC_NOW_RESEND_S only (older entries decide
+ * nothing and are swept). */
+struct posture_ask {
+	char uid[33];
+	char id[33];
+	int64_t at;
+};
+
+struct sweep {
+	int64_t now;
+	char (*uids)[33];
+	size_t n, max;
+};
+
+static void
+sweep_one(void *value, void *arg)
+{
+	struct posture_ask *a = value;
+	struct sweep *w = arg;
+	if (w->now - a->at >= SYNC_NOW_RESEND_S && w->n < w->max)
+		str_copy(w->uids[w->n++], a->uid, sizeof(w->uids[0]));
+}
+
+static bool
+posture_sync_due(struct listener *l, const char *uid, const char *id, int64_t now)
+{
+	struct posture_ask *a = hmap_get(l->asked, uid);
+	if (a && strcmp(a->id, id) == 0 && now - a->at < SYNC_NOW_RESEND_S)
+		return false;
+	if (a == NULL) {
+		if (now - l->asked_swept >= SYNC_NOW_RESEND_S) {
+			struct sweep w = { .now = now, .max = hmap_count(l->asked) };
+			l->asked_swept = now;
+			if (w.max && (w.uids = calloc(w.max, sizeof(*w.uids))) != NULL) {
+				hmap_foreach(l->asked, sweep_one, &w);
+				for (size_t i = 0; i < w.n; i++)
+					free(hmap_del(l->asked, w.uids[i]));
+				free(w.uids);
+			}
+		}
+		if ((a = calloc(1, sizeof(*a))) == NULL)
+			return true;
+		str_copy(a->uid, uid, sizeof(a->uid));
+		if (hmap_put(l->asked, a->uid, a, NULL) < 0) {
+			free(a);
+			return true;
+		}
+	}
+	str_copy(a->id, id, sizeof(a->id));
+	a->at = now;
+	return true;
+}
+
 static void
 handle_events(struct conn *c, struct host *h, json_t *msg)
 {
@@ -568,18 +627,10 @@ handle_events(struct conn *c, struct host *h, json_t *msg)
 			posture_id = json_string_value(json_object_get(ev, "id"));
 	}
 	/* a batch whose newest posture event asked for a sync already is a
-	 * resend (after a nack, every 5 s while the database is away, or after
-	 * a reconnection): it asks again only SYNC_NOW_RESEND_S later, in case
-	 * the first sync_now was lost with its connection */
-	if (posture_id != NULL) {
-		int64_t now = now_s();
-		bool resend = strcmp(posture_id, h->posture_event) == 0;
-		if (!resend || now - h->posture_sync_at >= SYNC_NOW_RESEND_S) {
-			log_debug("agent", "%s: a posture fact changed; asking for a sync", c->peer);
-			conn_send(c, json_pack("{s:s}", "type", "sync_now"));
-			str_copy(h->posture_event, posture_id, sizeof(h->posture_event));
-			h->posture_sync_at = now;
-		}
+	 * resend: see posture_sync_due */
+	if (posture_id != NULL && posture_sync_due(c->lis, h->uid, posture_id, now_s())) {
+		log_debug("agent", "%s: a posture fact changed; asking for a sync", c->peer);
+		conn_send(c, json_pack("{s:s}", "type", "sync_now"));
 	}
 	e->c = c;
 	e->ids = ids;
@@ -1052,6 +1103,10 @@ listener_free(struct listener *l)
 		hmap_free(l->preauth);
 	}
 	hmap_free(l->live);
+	if (l->asked) {
+		hmap_foreach(l->asked, free_value, NULL);
+		hmap_free(l->asked);
+	}
 	accept_guard_free(l->guard);
 	SSL_CTX_free(l->ctx);
 	free(l);
@@ -1079,7 +1134,8 @@ listener_start(struct server *srv, size_t max_conns, char *err, size_t errlen)
 	l->write_timeout = (int)conf_int(srv->cfg, "listen.write_timeout");
 	l->preauth = hmap_new();
 	l->live = hmap_new();
-	if (l->preauth == NULL || l->live == NULL) {
+	l->asked = hmap_new();
+	if (l->preauth == NULL || l->live == NULL || l->asked == NULL) {
 		str_fmt(err, errlen, "out of memory");
 		listener_free(l);
 		return NULL;

@@ -32,9 +32,6 @@ struct host {
 	                             keeps the connection itself) */
 	uint32_t threats_uncounted; /* threats that came before the management
 	                             model was loaded (mgmt counts them then) */
-	char posture_event[33];   /* the newest posture event that asked for a
-	                             sync (agents/listener.c), "" none; in memory */
-	int64_t posture_sync_at;  /* when that sync_now went */
 	bool dirty;               /* waiting in the next write batch */
 	bool from_snapshot;       /* read from the local snapshot (snapshot.h),
 	                             not (yet) from the database */
