@@ -27,15 +27,6 @@
 #include "utf8.h"
 #include "util.h"
 
-#define DAY 86400
-#define AGE_UNKNOWN ((int64_t)1000000)    /* days: an unknown time counts as very old */
-#define MACS_MAX 16                       /* MACs indexed per host */
-#define IPS_MAX 32                        /* IP addresses indexed per host */
-#define KEYS_MAX (MACS_MAX + IPS_MAX)
-#define OUT_MAX ((size_t)1 << 20)         /* replies waiting for a slow reader */
-#define LIMIT_LOG_SECONDS 60
-#define FIELD_MAX 256                     /* longest identifying request field */
-
 /* ---- addresses ---- */
 
 static int
