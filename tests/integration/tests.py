@@ -963,13 +963,13 @@ def test_posture_changes_reported(ctx):
     wait_until(lambda: "rtp_off" in reasons() or None, 25, "rtp_off after clamonacc stopped")
     took = time.monotonic() - t0
     # the status follows when the batch arrives, the row when it is committed
-    wait_until(lambda: "rtp_stopped" in kinds() or None, 10, "the rtp_stopped event stored")
+    wait_until(lambda: "rtp_stopped" in kinds() or None, 30, "the rtp_stopped event stored")
     check(srv.hosts_by_name()["watched"]["status"] == "Critical", "rtp off is not Critical")
     print("    clamonacc stopped -> rtp_off: %.1f s" % took)
 
     pidfile.write_text("%d\n" % os.getpid())
     wait_until(lambda: "rtp_off" not in reasons() or None, 25, "rtp_off gone after clamonacc started")
-    wait_until(lambda: "rtp_started" in kinds() or None, 10, "the rtp_started event stored")
+    wait_until(lambda: "rtp_started" in kinds() or None, 30, "the rtp_started event stored")
 
     # freshclam brought new databases
     t0 = time.monotonic()
@@ -977,7 +977,7 @@ def test_posture_changes_reported(ctx):
     wait_until(lambda: srv.hosts_by_name()["watched"]["status"] == "OK" or None, 25,
                "status OK after the databases were updated")
     print("    databases updated -> OK: %.1f s" % (time.monotonic() - t0))
-    wait_until(lambda: "databases_updated" in kinds() or None, 10, "the databases_updated event stored")
+    wait_until(lambda: "databases_updated" in kinds() or None, 30, "the databases_updated event stored")
     av = srv.hosts_by_name()["watched"]["antivirus"][0]
     check(av["db_version"] == 27001, "db_version after the update: %r" % av)
     check(a.log_count("synced with the server") >= 4, "the agent did not sync after each change")
